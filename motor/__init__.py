@@ -1,0 +1,1 @@
+"""Workflow engine for PSDT-05 / PSDT-07 on SpiffWorkflow. Never imports Flask."""

@@ -1,0 +1,56 @@
+"""Errors the engine raises to its callers (CLI, web). Messages are Spanish."""
+
+
+class MotorError(Exception):
+    """Base class; `message` is what the user sees."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(MotorError):
+    pass
+
+
+class NotAllowed(MotorError):
+    pass
+
+
+class Conflict(MotorError):
+    """The task is not ready, already completed, claimed by another, or the
+    instance changed under us (optimistic lock)."""
+
+
+class InvalidData(MotorError):
+    """Submitted data failed validation; `fields` maps field id -> message."""
+
+    def __init__(self, fields, message="Los datos enviados no son válidos"):
+        super().__init__(message)
+        self.fields = dict(fields)
+
+
+class Problem:
+    """One validation finding, printed as FILE:LINE: ELEMENT_ID: message."""
+
+    __slots__ = ("file", "line", "element_id", "message")
+
+    def __init__(self, file, line, element_id, message):
+        self.file, self.line, self.element_id, self.message = file, line or 0, element_id or "-", message
+
+    def __str__(self):
+        return f"{self.file}:{self.line}: {self.element_id}: {self.message}"
+
+    def __repr__(self):
+        return f"Problem({self})"
+
+    def as_dict(self):
+        return {"file": self.file, "line": self.line, "element_id": self.element_id, "message": self.message}
+
+
+class InvalidDiagram(MotorError):
+    """Validation failed; nothing was deployed."""
+
+    def __init__(self, problems):
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = list(problems)

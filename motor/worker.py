@@ -1,0 +1,208 @@
+"""`motor work`: runs due service tasks (external-task pattern), fires timers,
+and delivers the outbox over SMTP.
+
+A job is claimed with a lease (locked_by / locked_until) in its own short
+transaction, so two workers never run the same item; the handler's network
+part runs outside any transaction; then one transaction records the result,
+completes the task and advances the instance. If the worker dies mid-handler
+the lease expires and the job is taken again; since nothing was committed,
+nothing is done twice.
+"""
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from sqlalchemy import or_, select
+
+from . import events
+from .db import instances, jobs, outbox, utcnow
+from .errors import Conflict
+from .handlers import HandlerContext
+from .instances import RUNNING
+from .mail import MailError, build_message, send
+
+log = logging.getLogger("motor.worker")
+
+
+class Worker:
+    def __init__(self, engine, worker_id=None):
+        self.engine = engine
+        self.config = engine.config
+        self.db = engine.db
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
+
+    # -- loop ---------------------------------------------------------------
+    def run_once(self, max_rounds=1000):
+        """Work until nothing is due; returns how many items were processed."""
+        total = 0
+        for _ in range(max_rounds):
+            done = self.run_jobs() + self.fire_timers() + self.deliver_mail()
+            total += done
+            if done == 0:
+                break
+        return total
+
+    def run_forever(self, poll_seconds=1.0, stop=None):
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                if self.run_once() == 0:
+                    stop.wait(poll_seconds)
+            except Exception:  # keep serving; the item itself records its failure
+                log.exception("error en el ciclo de trabajo")
+                stop.wait(poll_seconds)
+
+    # -- service tasks ------------------------------------------------------
+    def run_jobs(self, limit=50):
+        now = utcnow()
+        with self.db.read() as conn:
+            ids = list(conn.execute(select(jobs.c.id).where(
+                jobs.c.status == "pendiente", jobs.c.due_at <= now,
+                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).order_by(jobs.c.due_at).limit(limit)).scalars())
+        return sum(1 for job_id in ids if self.run_job(job_id))
+
+    def run_job(self, job_id):
+        claimed = self._claim(job_id)
+        if claimed is None:
+            return False
+        job, ctx = claimed
+        handler = self.engine.handlers.get(job["topic"])
+        try:
+            if handler is None:
+                raise LookupError(f"No hay un manejador registrado para el tópico {job['topic']}")
+            if handler.fetch is not None:
+                ctx.observed = handler.fetch(ctx)
+            self._finish(job, ctx, handler)
+        except Exception as exc:  # any handler failure: retry with backoff, then incident
+            self._fail(job, exc)
+        return True
+
+    def _claim(self, job_id):
+        now = utcnow()
+        with self.db.transaction() as conn:
+            taken = conn.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.status == "pendiente", jobs.c.due_at <= now,
+                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).values(
+                locked_by=self.id, locked_until=now + timedelta(seconds=self.config.lock_seconds),
+                attempts=jobs.c.attempts + 1))
+            if taken.rowcount != 1:
+                return None
+            job = dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
+            loaded = self.engine.runner.load(conn, job["instance_id"])
+            data = dict(loaded.workflow.get_task_from_id(UUID(job_id)).data)
+        ctx = HandlerContext(conn=None, config=self.config, instance=loaded.row, data=data,
+                             task_id=job_id, element_id=job["element_id"], now=now)
+        return job, ctx
+
+    def _finish(self, job, ctx, handler):
+        with self.db.transaction() as conn:
+            still_ours = conn.execute(select(jobs.c.id).where(jobs.c.id == job["id"], jobs.c.locked_by == self.id)).first()
+            if still_ours is None:
+                raise Conflict("El arrendamiento de la tarea de servicio expiró y otro trabajador la tomó")
+            loaded = self.engine.runner.load(conn, job["instance_id"])
+            ctx.conn, ctx.instance, ctx.now = conn, loaded.row, utcnow()
+            result = handler.apply(ctx) or {}
+
+            def action(wf):
+                task = wf.get_task_from_id(UUID(job["id"]))
+                task.data.update(result)
+                task.run()
+                return [{"type": "service_task_executed", "process_id": job["process_id"],
+                         "element_id": job["element_id"], "element_name": job["name"], "task_id": job["id"],
+                         "username": None, "data": {"topic": job["topic"], "attempt": job["attempts"],
+                                                    "result": result, "details": ctx.recorded}}]
+
+            self.engine.runner.step(conn, loaded, action, now=ctx.now)
+
+    def _fail(self, job, exc):
+        now = utcnow()
+        message = f"{type(exc).__name__}: {exc}"
+        log.warning("tarea de servicio %s (%s) falló en el intento %s: %s", job["id"], job["topic"], job["attempts"], message)
+        final = job["attempts"] >= self.config.max_attempts
+        delay = self.config.retry_base_seconds * (2 ** (job["attempts"] - 1))
+        with self.db.transaction() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job["id"], jobs.c.locked_by == self.id).values(
+                status="incidente" if final else "pendiente", locked_by=None, locked_until=None,
+                last_error=message[:4000], due_at=now if final else now + timedelta(seconds=delay)))
+            if final:
+                events.append(conn, job["instance_id"], [{
+                    "type": "incident", "process_id": job["process_id"], "element_id": job["element_id"],
+                    "element_name": job["name"], "task_id": job["id"],
+                    "data": {"topic": job["topic"], "attempts": job["attempts"], "error": message[:4000],
+                             "trace": traceback.format_exception_only(exc)[-1].strip()[:1000]}}], now)
+
+    # -- timers -------------------------------------------------------------
+    def fire_timers(self):
+        now = utcnow()
+        with self.db.read() as conn:
+            ids = list(conn.execute(select(instances.c.id).where(
+                instances.c.status == RUNNING, instances.c.next_timer_at <= now)).scalars())
+        fired = 0
+        for iid in ids:
+            try:
+                with self.db.transaction() as conn:
+                    loaded = self.engine.runner.load(conn, iid)
+                    if loaded.row["next_timer_at"] is None or loaded.row["next_timer_at"] > now:
+                        continue
+
+                    def action(wf):
+                        wf.refresh_timers()
+                        return []
+
+                    self.engine.runner.step(conn, loaded, action)
+                    fired += 1
+            except Conflict:
+                continue  # someone else advanced it; its next due time is current
+        return fired
+
+    # -- mail ---------------------------------------------------------------
+    def deliver_mail(self, limit=50):
+        settings = self.config.smtp
+        if settings is None:
+            return 0  # mails wait in the outbox until SMTP is configured
+        now = utcnow()
+        with self.db.read() as conn:
+            ids = list(conn.execute(select(outbox.c.id).where(
+                outbox.c.status == "pendiente", outbox.c.next_attempt_at <= now,
+                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now)).order_by(outbox.c.id).limit(limit)).scalars())
+        return sum(1 for mid in ids if self._deliver(settings, mid))
+
+    def _deliver(self, settings, mail_id):
+        now = utcnow()
+        with self.db.transaction() as conn:
+            taken = conn.execute(outbox.update().where(
+                outbox.c.id == mail_id, outbox.c.status == "pendiente",
+                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now)).values(
+                locked_until=now + timedelta(seconds=self.config.lock_seconds), attempts=outbox.c.attempts + 1))
+            if taken.rowcount != 1:
+                return False
+            mail = dict(conn.execute(select(outbox).where(outbox.c.id == mail_id)).mappings().one())
+        to = [a.strip() for a in mail["to_addrs"].split(",") if a.strip()]
+        try:
+            send(settings, build_message(settings, to=to, subject=mail["subject"], body=mail["body"],
+                                         message_id=mail["message_id"]))
+        except MailError as exc:
+            self._mail_failed(mail, exc)
+            return True
+        with self.db.transaction() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == mail_id).values(
+                status="enviado", sent_at=utcnow(), locked_until=None, last_error=None))
+            if mail["instance_id"]:
+                events.append(conn, mail["instance_id"], [{"type": "mail_sent", "data": {
+                    "outbox_id": mail_id, "to": to, "subject": mail["subject"]}}])
+        return True
+
+    def _mail_failed(self, mail, exc):
+        final = exc.permanent or mail["attempts"] >= self.config.max_attempts
+        delay = self.config.retry_base_seconds * (2 ** (mail["attempts"] - 1))
+        with self.db.transaction() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == mail["id"]).values(
+                status="fallido" if final else "pendiente", locked_until=None, last_error=str(exc)[:4000],
+                next_attempt_at=utcnow() + timedelta(seconds=delay)))
+
+
