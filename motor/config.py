@@ -12,6 +12,7 @@ DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 @dataclass
 class Config:
     database_url: str = f"sqlite:///{DEFAULT_INSTANCE_DIR / 'motor.db'}"
+    database_schema: str | None = None  # PostgreSQL schema (isolated test runs)
     portal_url: str = "http://127.0.0.1:5000/portal"
     smtp: SmtpSettings | None = None
     # Constants visible to diagram expressions (e.g. the Annex 1 re-check wait).
@@ -27,6 +28,7 @@ class Config:
         env = os.environ if environ is None else environ
         cfg = cls()
         cfg.database_url = env.get("MOTOR_DATABASE_URL") or cfg.database_url
+        cfg.database_schema = env.get("MOTOR_DATABASE_SCHEMA") or None
         cfg.portal_url = env.get("MOTOR_PORTAL_URL") or cfg.portal_url
         cfg.smtp = SmtpSettings.from_env(env)
         if env.get("MOTOR_ESPERA_REVERIFICACION"):

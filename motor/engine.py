@@ -3,16 +3,17 @@
 Every method takes the acting `User` and checks its roles before touching
 anything; every method that changes state runs in one transaction.
 """
+from datetime import timedelta
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from . import definitions, events
 from .bpmn import StateSerializer
 from .db import (Database, instances, jobs, monitoring_checks, no_conformidades, ordenes_servicio, outbox,
                  portal_catalog, process_versions, user_task_roles, user_tasks, utcnow)
-from .errors import Conflict, InvalidDiagram, NotAllowed, NotFound
+from .errors import Conflict, InvalidData, InvalidDiagram, NotAllowed, NotFound
 from .expressions import script_engine
 from .forms import clean_submission, public_fields, with_values
 from .handlers import default_registry
@@ -28,7 +29,7 @@ SYSTEM = User("sistema", frozenset({"admin"}))
 class Engine:
     def __init__(self, config, db=None, handlers=None):
         self.config = config
-        self.db = db or Database(config.database_url)
+        self.db = db or Database(config.database_url, schema=config.database_schema)
         self.handlers = handlers or default_registry()
         self.runner = Runner(definitions.SpecCache(), StateSerializer(), script_engine(config.constants))
 

@@ -81,8 +81,10 @@ class Runner:
         new_events = explicit + _diff_events(wf, before, skip)
         if wf.is_completed():
             new_events.append({"type": "instance_completed", "process_id": loaded.row["process_id"]})
-        self._sync_pending(conn, loaded.row, wf, now)
+        # Save first: on PostgreSQL the guarded UPDATE takes the row lock, so a
+        # concurrent step on the same instance fails here before writing more.
         self._save(conn, loaded.row, wf, now)
+        self._sync_pending(conn, loaded.row, wf, now)
         events.append(conn, loaded.row["id"], new_events, now)
         return new_events
 

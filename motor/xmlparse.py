@@ -4,6 +4,8 @@ BPMN files come from analysts and uploads, portal pages from the network: both
 are untrusted. The parsers never resolve entities, never load DTDs, never touch
 the network, and refuse documents over a size limit.
 """
+import re
+
 from lxml import etree, html
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
@@ -37,6 +39,7 @@ def parse_xml(data: bytes) -> etree._ElementTree:
         data = data.encode("utf-8")
     if len(data) > MAX_BPMN_BYTES:
         raise XmlError(f"el archivo excede el tamaño máximo de {MAX_BPMN_BYTES // 1024} KB")
+    _refuse_dtd(data)
     try:
         root = etree.fromstring(data, _xml_parser())
     except etree.XMLSyntaxError as exc:
@@ -49,6 +52,20 @@ def parse_xml(data: bytes) -> etree._ElementTree:
         if isinstance(node, etree._Entity):
             raise XmlError("no se permiten referencias a entidades", node.sourceline or 0)
     return tree
+
+
+_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _refuse_dtd(data):
+    """Refuse DTDs before libxml2 sees them: entity expansion (billion laughs)
+    happens during parsing. Only UTF-8 is accepted, so a byte scan is exact."""
+    if b"\x00" in data[:4096]:
+        raise XmlError("el archivo debe estar codificado en UTF-8", 1)
+    found = _DTD.search(data)
+    if found:
+        line = data.count(b"\n", 0, found.start()) + 1
+        raise XmlError("no se permiten declaraciones DOCTYPE ni entidades", line)
 
 
 def parse_html(data: bytes):

@@ -3,6 +3,7 @@ and a Driver that works tasks as each role would (checking a save/restore
 round trip of the instance after every step)."""
 import html
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +14,9 @@ class _PortalHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         state = self.server.state
         path = self.path.split("?")[0]
+        state.requests.append(path)
+        if state.delay:
+            time.sleep(state.delay)
         if path == "/portal":
             body = state.render().encode("utf-8")
             status = state.portal_status
@@ -39,6 +43,8 @@ class PortalState:
         self.portal_status = 200
         self.services = {"citas": 200}
         self.hidden = False  # render links hidden (a "no visible" portal)
+        self.delay = 0       # seconds before answering (a hanging portal)
+        self.requests = []
 
     def service_url(self, name):
         return f"{self.base}/servicios/{name}"
