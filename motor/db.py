@@ -222,6 +222,16 @@ no_conformidades = Table(  # Annex 1: "Servicio no visible en el portal"
 )
 
 
+process_drafts = Table(  # one work-in-progress diagram per process, edited in the browser modeler
+    "process_drafts", metadata,
+    Column("process_id", String(100), primary_key=True),
+    Column("base_version", Integer),  # the version the analyst started from
+    Column("xml", Text, nullable=False),
+    Column("saved_by", String(80), nullable=False),
+    Column("saved_at", DateTime, nullable=False),
+)
+
+
 def _sqlite_setup(engine):
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn, _record):
@@ -269,9 +279,21 @@ class Database:
 
     @contextmanager
     def transaction(self):
-        """One unit of work: commit on success, roll back on any exception."""
+        """One unit of work: commit on success, roll back on any exception.
+        Callbacks registered with `after_commit` run only once it committed."""
+        callbacks = []
         with self.engine.begin() as conn:
-            yield conn
+            conn.info["motor_after_commit"] = callbacks
+            try:
+                yield conn
+            finally:
+                conn.info.pop("motor_after_commit", None)
+        for callback in callbacks:
+            callback()
+
+    @staticmethod
+    def after_commit(conn, callback):
+        conn.info["motor_after_commit"].append(callback)
 
     @contextmanager
     def read(self):

@@ -113,6 +113,8 @@ class Engine:
             loaded = self.runner.load(conn, instance_id)
             row = loaded.row
             _require_read(actor, row)
+            wf_data, active = _workflow_data(loaded.workflow), _active_elements(loaded.workflow)
+            self.runner.release(loaded)
             version = conn.execute(select(process_versions.c.version).where(process_versions.c.id == row["version_id"])).scalar()
             pending = [dict(r) for r in conn.execute(select(user_tasks).where(user_tasks.c.instance_id == instance_id)).mappings()]
             job_rows = [dict(r) for r in conn.execute(select(jobs).where(jobs.c.instance_id == instance_id)).mappings()]
@@ -126,15 +128,14 @@ class Engine:
             "dependencia": row["dependencia"], "folio": row["folio"], "started_by": row["started_by"],
             "started_at": _iso(row["started_at"]), "completed_at": _iso(row["completed_at"]),
             "next_timer_at": _iso(row["next_timer_at"]),
-            "data": _workflow_data(loaded.workflow),
+            "data": wf_data,
             "pending_tasks": [_task_summary(t) for t in pending],
             "service_tasks": [_job_summary(j) for j in job_rows],
             "incidents": [_job_summary(j) for j in job_rows if j["status"] == "incidente"],
             "orden_servicio": _orden(orden),
             "monitoring_checks": [_plain(c) for c in checks],
             "no_conformidades": [_plain(n) for n in ncs],
-            "active_elements": sorted({t.task_spec.bpmn_id for t in loaded.workflow.get_tasks(state=_ACTIVE)
-                                       if getattr(t.task_spec, "bpmn_id", None)}),
+            "active_elements": active,
         }
 
     def history(self, actor, instance_id):
@@ -168,6 +169,7 @@ class Engine:
             task = loaded.workflow.get_task_from_id(UUID(task_id))
             summary = _task_summary(row)
             summary["form"] = with_values(row["form"], task.data)
+            self.runner.release(loaded)
             summary["folio"] = loaded.row["folio"]
             summary["nombre_servicio"] = loaded.row["nombre_servicio"]
             return summary
@@ -252,6 +254,123 @@ class Engine:
             rows = conn.execute(select(portal_catalog).order_by(portal_catalog.c.dependencia, portal_catalog.c.nombre)).mappings()
             return [_plain(dict(r)) for r in rows]
 
+    # -- queries for the web app (tables only: no workflow is deserialized) --
+    def queue(self, actor, process_id=None, claimed=None, limit=25, offset=0, overdue_days=3, count_cap=1000):
+        """One page of the actor's pending user tasks, oldest first, with counts.
+
+        `claimed`: None (all), "sin_tomar" or "mias". Visibility is that of
+        `tasks()`. Each role is read in `ix_user_task_roles_role` order with a
+        LIMIT, and counts stop at `count_cap` + 1 (more means "more than the
+        cap"), so a page costs about the same with 1,000 or 50,000 open tasks.
+        """
+        if actor is None:
+            raise NotAllowed("Inicie sesión para ver sus tareas")
+        if claimed not in (None, "sin_tomar", "mias"):
+            raise InvalidData({"estado": "Use sin_tomar o mias"})
+        limit, offset = max(1, min(int(limit), 200)), max(0, int(offset))
+        cutoff = utcnow() - timedelta(days=overdue_days)
+        branches = _queue_branches(actor)
+        with self.db.read() as conn:
+            keys = _queue_keys(conn, actor, branches, _queue_filters(actor, process_id, claimed), offset + limit + 1)
+            page = keys[offset:offset + limit]
+            rows = {}
+            if page:
+                q = (select(user_tasks, instances.c.folio, instances.c.nombre_servicio, process_versions.c.version)
+                     .join(instances, instances.c.id == user_tasks.c.instance_id)
+                     .join(process_versions, process_versions.c.id == instances.c.version_id)
+                     .where(user_tasks.c.id.in_([k[1] for k in page])))
+                rows = {r["id"]: dict(r) for r in conn.execute(q).mappings()}
+            counts = {}
+            for name, state, overdue in (("todas", None, None), ("sin_tomar", "sin_tomar", None),
+                                         ("mias", "mias", None), ("vencidas", claimed, cutoff)):
+                counts[name] = _capped_count(conn, actor, branches,
+                                             _queue_filters(actor, process_id, state, overdue), count_cap)
+        items = []
+        for _, task_id in page:
+            row = rows.get(task_id)
+            if row is not None:  # completed between the two reads
+                items.append({**_task_summary(row), "overdue": row["created_at"] < cutoff,
+                              "may_work": _may_work(actor, row)})
+        return {"items": items, "counts": counts, "count_cap": count_cap, "limit": limit, "offset": offset,
+                "has_more": len(keys) > offset + limit, "overdue_days": overdue_days}
+
+    def requests(self, actor, dependencia=None, status=None, limit=25, offset=0):
+        """A page of requests (instances), newest first, and where each waits:
+        pending user tasks, service tasks and timers. A solicitante sees only
+        its own dependencia; READ_ALL_ROLES see all, optionally filtered."""
+        _require(actor, {"solicitante", *READ_ALL_ROLES}, "consultar las solicitudes")
+        if not actor.has(*READ_ALL_ROLES):
+            if dependencia not in (None, "", actor.dependencia):
+                raise NotAllowed("Un solicitante solo consulta las solicitudes de su dependencia")
+            dependencia = actor.dependencia
+        if status not in (None, "", "en_curso", "completada"):
+            raise InvalidData({"estado": "Use en_curso o completada"})
+        limit, offset = max(1, min(int(limit), 200)), max(0, int(offset))
+        i = instances.c
+        conds = [c for c in (i.dependencia == dependencia if dependencia else None,
+                             i.status == status if status else None) if c is not None]
+        with self.db.read() as conn:
+            total = conn.execute(select(func.count()).select_from(instances).where(*conds)).scalar()
+            rows = [dict(r) for r in conn.execute(
+                select(i.id, i.process_id, i.status, i.dependencia, i.nombre_servicio, i.folio, i.started_by,
+                       i.started_at, i.completed_at, i.next_timer_at, ordenes_servicio.c.estado.label("orden_estado"))
+                .outerjoin(ordenes_servicio, ordenes_servicio.c.instance_id == i.id)
+                .where(*conds).order_by(i.started_at.desc(), i.id.desc()).limit(limit).offset(offset)).mappings()]
+            waiting = {r["id"]: [] for r in rows}
+            if rows:
+                for t in conn.execute(select(user_tasks).where(user_tasks.c.instance_id.in_(waiting))
+                                      .order_by(user_tasks.c.created_at)).mappings():
+                    waiting[t["instance_id"]].append({
+                        "kind": "tarea", "id": t["id"], "process": t["process_id"], "element_id": t["element_id"],
+                        "name": t["name"], "roles": t["roles"].split(","), "claimed_by": t["claimed_by"],
+                        "since": _iso(t["created_at"])})
+                for j in conn.execute(select(jobs).where(jobs.c.instance_id.in_(waiting))
+                                      .order_by(jobs.c.created_at)).mappings():
+                    waiting[j["instance_id"]].append({
+                        "kind": "servicio", "id": j["id"], "process": j["process_id"], "element_id": j["element_id"],
+                        "name": j["name"], "status": j["status"], "since": _iso(j["created_at"])})
+        items = []
+        for r in rows:
+            if r["next_timer_at"] is not None:
+                waiting[r["id"]].append({"kind": "temporizador", "name": "Espera programada",
+                                         "due": _iso(r["next_timer_at"])})
+            items.append({"id": r["id"], "process": r["process_id"], "status": r["status"],
+                          "dependencia": r["dependencia"], "nombre_servicio": r["nombre_servicio"],
+                          "folio": r["folio"], "orden_estado": r["orden_estado"], "started_by": r["started_by"],
+                          "started_at": _iso(r["started_at"]), "completed_at": _iso(r["completed_at"]),
+                          "waiting": waiting[r["id"]]})
+        return {"items": items, "total": total, "limit": limit, "offset": offset, "dependencia": dependencia}
+
+    def process_xml(self, actor, instance_id, process_id=None):
+        """The BPMN XML an instance runs on: its own version of the root process
+        or of a process it calls (pinned at start), for drawing the diagram."""
+        with self.db.read() as conn:
+            row = conn.execute(select(instances.c.id, instances.c.dependencia, instances.c.process_id,
+                                      instances.c.version_id, instances.c.called_versions)
+                               .where(instances.c.id == instance_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"No existe la instancia {instance_id}")
+            _require_read(actor, row)
+            called = dict(row["called_versions"] or {})
+            pid = process_id or row["process_id"]
+            version_id = row["version_id"] if pid == row["process_id"] else called.get(pid)
+            if version_id is None:
+                raise NotFound(f"La instancia {instance_id} no usa el proceso {pid}")
+            v = conn.execute(select(process_versions.c.process_id, process_versions.c.name, process_versions.c.version,
+                                    process_versions.c.file_name, process_versions.c.xml)
+                             .where(process_versions.c.id == version_id)).mappings().one()
+        return {"process_id": v["process_id"], "name": v["name"], "version": v["version"], "file": v["file_name"],
+                "xml": v["xml"], "root": row["process_id"], "called": sorted(called)}
+
+    def dependencias(self, actor):
+        """Known dependencias (of users and of requests), for choosing one."""
+        _require(actor, {"mesa_ayuda", *READ_ALL_ROLES}, "consultar las dependencias")
+        with self.db.read() as conn:
+            from .db import users as users_table
+            names = set(conn.execute(select(users_table.c.dependencia).distinct()).scalars())
+            names |= set(conn.execute(select(instances.c.dependencia).distinct()).scalars())
+        return sorted(n for n in names if n)
+
     def worker(self, worker_id=None):
         from .worker import Worker
         return Worker(self, worker_id)
@@ -329,6 +448,10 @@ def _iso(value):
     return value.isoformat(timespec="seconds") + "Z" if value is not None else None
 
 
+def _active_elements(wf):
+    return sorted({t.task_spec.bpmn_id for t in wf.get_tasks(state=_ACTIVE) if getattr(t.task_spec, "bpmn_id", None)})
+
+
 def _workflow_data(wf):
     """The data of the most recently completed task (what the process knows now)."""
     last = wf.last_task
@@ -337,3 +460,57 @@ def _workflow_data(wf):
         if t.state == TaskState.COMPLETED and (latest is None or t.last_state_change > latest.last_state_change):
             latest = t
     return dict((latest or last or wf.task_tree).data)
+
+
+# -- the work queue's SQL (see Engine.queue) ----------------------------------
+def _queue_branches(actor):
+    """Visibility as one condition per role on a user_task_roles row joined
+    to its task; each branch is read in ix_user_task_roles_role order."""
+    r, t = user_task_roles.c, user_tasks.c
+    branches = [r.role == role for role in sorted(actor.roles - {"solicitante"})]
+    if actor.has("solicitante"):
+        branches.append(and_(r.role == "solicitante", t.dependencia == actor.dependencia))
+    return branches
+
+
+def _queue_filters(actor, process_id, claimed, created_before=None):
+    """Filters as functions of the `created_at` column the query is driven by."""
+    t = user_tasks.c
+    conds = []
+    if process_id:
+        conds.append(lambda created: t.process_id == process_id)
+    if claimed == "sin_tomar":
+        conds.append(lambda created: t.claimed_by.is_(None))
+    elif claimed == "mias":
+        conds.append(lambda created: t.claimed_by == actor.username)
+    if created_before is not None:
+        conds.append(lambda created: created < created_before)
+    return conds
+
+
+def _queue_keys(conn, actor, branches, filters, upto):
+    """(created_at, task_id) of the first `upto` visible tasks, oldest first."""
+    r, t = user_task_roles.c, user_tasks.c
+    if actor.has("admin"):
+        q = select(t.created_at, t.id).where(*[f(t.created_at) for f in filters]).order_by(t.created_at, t.id).limit(upto)
+        return [tuple(k) for k in conn.execute(q)]
+    found = {}
+    for branch in branches:
+        q = (select(r.created_at, r.task_id).join(user_tasks, t.id == r.task_id)
+             .where(branch, *[f(r.created_at) for f in filters]).order_by(r.created_at, r.task_id).limit(upto))
+        for created, task_id in conn.execute(q):
+            found[task_id] = (created, task_id)
+    return sorted(found.values())[:upto]
+
+
+def _capped_count(conn, actor, branches, filters, cap):
+    """How many visible tasks match, counting at most cap + 1 of them."""
+    r, t = user_task_roles.c, user_tasks.c
+    if actor.has("admin"):
+        inner = select(t.id).where(*[f(t.created_at) for f in filters]).limit(cap + 1)
+    elif branches:
+        inner = (select(r.task_id).distinct().join(user_tasks, t.id == r.task_id)
+                 .where(or_(*branches), *[f(r.created_at) for f in filters]).limit(cap + 1))
+    else:
+        return 0
+    return conn.execute(select(func.count()).select_from(inner.subquery())).scalar()

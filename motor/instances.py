@@ -5,7 +5,9 @@ the pending user-task and job tables, the audit events) is written through
 the same connection, and the save checks `lock_version` so that of two
 concurrent steps one wins and the other fails with nothing written.
 """
+from collections import OrderedDict
 from dataclasses import dataclass
+from threading import Lock
 
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
@@ -21,7 +23,7 @@ from sqlalchemy import delete, select
 
 from . import events
 from .bpmn import ExternalTask
-from .db import instances, jobs, user_task_roles, user_tasks, utcnow
+from .db import Database, instances, jobs, user_task_roles, user_tasks, utcnow
 from .errors import Conflict, MotorError, NotFound
 from .forms import public_fields
 from .roles import role_for_lane
@@ -36,18 +38,50 @@ class Loaded:
     workflow: BpmnWorkflow
 
 
+class LiveCache:
+    """Deserialized workflows of recently stepped instances, keyed by the
+    lock_version they were saved at. A caller *takes* an entry (exclusive
+    ownership, so no two threads ever share a workflow object) and puts it
+    back only when it is known to match the database: after a commit, or
+    untouched after a read. A rolled-back step never puts anything back."""
+
+    def __init__(self, size=256):
+        self._items, self._size, self._lock = OrderedDict(), size, Lock()
+
+    def take(self, instance_id, lock_version):
+        with self._lock:
+            entry = self._items.pop(instance_id, None)
+        return entry[1] if entry and entry[0] == lock_version else None
+
+    def put(self, instance_id, lock_version, workflow):
+        with self._lock:
+            self._items[instance_id] = (lock_version, workflow)
+            self._items.move_to_end(instance_id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 class Runner:
     """Steps instances; holds the spec cache, serializer and script engine."""
 
     def __init__(self, specs, serializer, script_engine):
         self.specs, self.serializer, self.script_engine = specs, serializer, script_engine
+        self.live = LiveCache()
 
     def load(self, conn, instance_id):
+        """Load an instance for exclusive use; `release` it after reading."""
         row = conn.execute(select(instances).where(instances.c.id == instance_id)).mappings().first()
         if row is None:
             raise NotFound(f"No existe la instancia {instance_id}")
-        definition = self.specs.get(conn, row["version_id"], row["called_versions"])
-        return Loaded(dict(row), self.serializer.loads(row["state"], definition, self.script_engine))
+        wf = self.live.take(row["id"], row["lock_version"])
+        if wf is None:
+            definition = self.specs.get(conn, row["version_id"], row["called_versions"])
+            wf = self.serializer.loads(row["state"], definition, self.script_engine)
+        return Loaded(dict(row), wf)
+
+    def release(self, loaded):
+        """Hand back a workflow that was only read (still matches the row)."""
+        self.live.put(loaded.row["id"], loaded.row["lock_version"], loaded.workflow)
 
     def start(self, conn, version_row, called_versions, data, username, now=None):
         now = now or utcnow()
@@ -71,21 +105,22 @@ class Runner:
         """Run `action(workflow) -> [explicit events]`, then the engine; save."""
         now = now or utcnow()
         wf = loaded.workflow
-        before = {} if first else _states(wf)
+        before = None if first else _states(wf)
         try:
             explicit = action(wf)
             wf.do_engine_steps()
         except SpiffWorkflowException as exc:
             raise MotorError(_engine_error(exc)) from exc
         skip = {e.get("task_id") for e in explicit if e.get("task_id")}
-        new_events = explicit + _diff_events(wf, before, skip)
+        new_events = explicit + _diff_events(wf, before or {}, skip)
         if wf.is_completed():
             new_events.append({"type": "instance_completed", "process_id": loaded.row["process_id"]})
         # Save first: on PostgreSQL the guarded UPDATE takes the row lock, so a
         # concurrent step on the same instance fails here before writing more.
         self._save(conn, loaded.row, wf, now)
-        self._sync_pending(conn, loaded.row, wf, now)
+        self._sync_pending(conn, loaded.row, wf, now, before)
         events.append(conn, loaded.row["id"], new_events, now)
+        Database.after_commit(conn, lambda: self.live.put(loaded.row["id"], loaded.row["lock_version"], wf))
         return new_events
 
     def _save(self, conn, row, wf, now):
@@ -99,28 +134,44 @@ class Runner:
             raise Conflict("La instancia cambió mientras se procesaba este paso; vuelva a intentarlo")
         row.update(values)
 
-    def _sync_pending(self, conn, row, wf, now):
-        """Mirror READY user tasks and external tasks into their tables."""
-        ready = wf.get_tasks(state=TaskState.READY)
-        users_ready = {str(t.id): t for t in ready if isinstance(t.task_spec, UserTask)}
-        jobs_ready = {str(t.id): t for t in ready if isinstance(t.task_spec, ExternalTask)}
-        iid = row["id"]
-        have = set(conn.execute(select(user_tasks.c.id).where(user_tasks.c.instance_id == iid)).scalars())
-        gone = have - set(users_ready)
+    def _sync_pending(self, conn, row, wf, now, before=None):
+        """Mirror READY user tasks and external tasks into their tables.
+
+        The tables always match the READY tasks of the last saved state, so
+        the step's `before` snapshot says what they hold; without one (first
+        step, or a caller that replaced the workflow) we ask the tables."""
+        ready = [t for t in all_tasks(wf) if t.state == TaskState.READY]
+        now_users = {str(t.id): t for t in ready if isinstance(t.task_spec, UserTask)}
+        now_jobs = {str(t.id): t for t in ready if isinstance(t.task_spec, ExternalTask)}
+        had_users, had_jobs = self._pending_before(conn, wf, row["id"], before)
+        gone = had_users - set(now_users)
         if gone:
             conn.execute(delete(user_task_roles).where(user_task_roles.c.task_id.in_(gone)))
             conn.execute(delete(user_tasks).where(user_tasks.c.id.in_(gone)))
-        for tid in set(users_ready) - have:
-            self._insert_user_task(conn, row, users_ready[tid], now)
-        have_jobs = set(conn.execute(select(jobs.c.id).where(jobs.c.instance_id == iid)).scalars())
-        if have_jobs - set(jobs_ready):
-            conn.execute(delete(jobs).where(jobs.c.id.in_(have_jobs - set(jobs_ready))))
-        for tid in set(jobs_ready) - have_jobs:
-            t = jobs_ready[tid]
-            conn.execute(jobs.insert().values(
-                id=tid, instance_id=iid, process_id=t.workflow.spec.name, element_id=t.task_spec.bpmn_id,
-                name=t.task_spec.bpmn_name, topic=t.task_spec.topic, status="pendiente", attempts=0,
-                due_at=now, created_at=now))
+        for tid in set(now_users) - had_users:
+            self._insert_user_task(conn, row, now_users[tid], now)
+        if had_jobs - set(now_jobs):
+            conn.execute(delete(jobs).where(jobs.c.id.in_(had_jobs - set(now_jobs))))
+        new_jobs = [{"id": tid, "instance_id": row["id"], "process_id": t.workflow.spec.name,
+                     "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name, "topic": t.task_spec.topic,
+                     "status": "pendiente", "attempts": 0, "due_at": now, "created_at": now}
+                    for tid, t in now_jobs.items() if tid not in had_jobs]
+        if new_jobs:
+            conn.execute(jobs.insert(), new_jobs)
+
+    @staticmethod
+    def _pending_before(conn, wf, instance_id, before):
+        if before is None:
+            return (set(conn.execute(select(user_tasks.c.id).where(user_tasks.c.instance_id == instance_id)).scalars()),
+                    set(conn.execute(select(jobs.c.id).where(jobs.c.instance_id == instance_id)).scalars()))
+        users, externals = set(), set()
+        for task in all_tasks(wf):
+            if before.get(task.id) == TaskState.READY:
+                if isinstance(task.task_spec, UserTask):
+                    users.add(str(task.id))
+                elif isinstance(task.task_spec, ExternalTask):
+                    externals.add(str(task.id))
+        return users, externals
 
     def _insert_user_task(self, conn, row, task, now):
         spec = task.task_spec
@@ -130,8 +181,8 @@ class Runner:
             element_id=spec.bpmn_id, name=spec.bpmn_name, lane=spec.lane, roles=",".join(roles),
             dependencia=row["dependencia"], created_at=now,
             form=public_fields(getattr(spec, "form_fields", []))))
-        for role in roles:
-            conn.execute(user_task_roles.insert().values(task_id=str(task.id), role=role, created_at=now))
+        if roles:
+            conn.execute(user_task_roles.insert(), [{"task_id": str(task.id), "role": r, "created_at": now} for r in roles])
 
 
 def task_roles(spec):

@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
 from datetime import timedelta
 from uuid import UUID, uuid4
@@ -24,6 +23,7 @@ from .db import instances, jobs, outbox, utcnow
 from .errors import Conflict
 from .handlers import HandlerContext
 from .instances import RUNNING
+from .checks import make_client
 from .mail import MailError, build_message, send
 
 log = logging.getLogger("motor.worker")
@@ -35,6 +35,8 @@ class Worker:
         self.config = engine.config
         self.db = engine.db
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
+        # One HTTP client per worker: building one (TLS context) costs ~25 ms.
+        self.http = make_client(self.config.http_timeout)
 
     # -- loop ---------------------------------------------------------------
     def run_once(self, max_rounds=1000):
@@ -95,8 +97,9 @@ class Worker:
             job = dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
             loaded = self.engine.runner.load(conn, job["instance_id"])
             data = dict(loaded.workflow.get_task_from_id(UUID(job_id)).data)
+            self.engine.runner.release(loaded)
         ctx = HandlerContext(conn=None, config=self.config, instance=loaded.row, data=data,
-                             task_id=job_id, element_id=job["element_id"], now=now)
+                             task_id=job_id, element_id=job["element_id"], now=now, http=self.http)
         return job, ctx
 
     def _finish(self, job, ctx, handler):

@@ -29,6 +29,7 @@ class HandlerContext:
     element_id: str
     now: object
     observed: object = None
+    http: object = None     # the worker's shared httpx.Client (for fetch)
     recorded: dict = field(default_factory=dict)
 
     def record(self, **details):

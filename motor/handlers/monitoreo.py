@@ -19,7 +19,7 @@ def _save_check(ctx, kind, result):
 
 def fetch_portal(ctx):
     return check_portal(ctx.config.portal_url, ctx.data.get("nombre_portal", ""),
-                        ctx.data.get("ubicacion_portal", ""), timeout=ctx.config.http_timeout)
+                        ctx.data.get("ubicacion_portal", ""), timeout=ctx.config.http_timeout, client=ctx.http)
 
 
 def verificar_portal(ctx):
@@ -28,7 +28,7 @@ def verificar_portal(ctx):
 
 
 def fetch_service(ctx):
-    return check_service(ctx.data.get("ubicacion_portal", ""), timeout=ctx.config.http_timeout)
+    return check_service(ctx.data.get("ubicacion_portal", ""), timeout=ctx.config.http_timeout, client=ctx.http)
 
 
 def verificar_servicio(ctx):
