@@ -1,12 +1,13 @@
 """`motor work`: runs due service tasks (external-task pattern), fires timers,
 and delivers the outbox over SMTP.
 
-A job is claimed with a lease (locked_by / locked_until) in its own short
-transaction, so two workers never run the same item; the handler's network
-part runs outside any transaction; then one transaction records the result,
-completes the task and advances the instance. If the worker dies mid-handler
-the lease expires and the job is taken again; since nothing was committed,
-nothing is done twice.
+A job whose handler only touches the database is taken, run and completed
+in one transaction. A job with a network part (monitoring checks) is claimed
+with a lease (locked_by / locked_until) in its own short transaction, so two
+workers never run it at once; the network part runs outside any transaction;
+then one transaction records the result, completes the task and advances the
+instance. If the worker dies mid-handler the lease expires and the job is
+taken again; since nothing was committed, nothing is done twice.
 """
 import logging
 import os
@@ -63,80 +64,112 @@ class Worker:
     def run_jobs(self, limit=50):
         now = utcnow()
         with self.db.read() as conn:
-            ids = list(conn.execute(select(jobs.c.id).where(
+            due = conn.execute(select(jobs.c.id, jobs.c.topic).where(
                 jobs.c.status == "pendiente", jobs.c.due_at <= now,
-                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).order_by(jobs.c.due_at).limit(limit)).scalars())
-        return sum(1 for job_id in ids if self.run_job(job_id))
+                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).order_by(jobs.c.due_at).limit(limit)).all()
+        return sum(1 for job_id, topic in due if self.run_job(job_id, topic))
 
-    def run_job(self, job_id):
-        claimed = self._claim(job_id)
-        if claimed is None:
-            return False
-        job, ctx = claimed
-        handler = self.engine.handlers.get(job["topic"])
+    def run_job(self, job_id, topic=None):
+        handler = self.engine.handlers.get(topic) if topic else None
+        if handler is not None and handler.fetch is None:
+            return self._run_inline(job_id, handler)
+        return self._run_leased(job_id)
+
+    def _run_inline(self, job_id, handler):
+        """A handler that only touches the database runs claim, apply and
+        completion in one transaction: a crash rolls all of it back, so it
+        needs no lease and can never be half done."""
         try:
+            with self.db.transaction() as conn:
+                job = self._take(conn, job_id)
+                if job is None:
+                    return False
+                loaded = self.engine.runner.load(conn, job["instance_id"])
+                ctx = self._context(job, loaded, conn)
+                self._complete(conn, loaded, job, ctx, handler)
+        except Exception as exc:  # rolled back, attempt counter included
+            self._fail(job_id, exc, counted=False)
+        return True
+
+    def _run_leased(self, job_id):
+        """A handler with a network part: lease the job, fetch outside any
+        transaction, then complete it in one transaction if still ours."""
+        with self.db.transaction() as conn:
+            job = self._take(conn, job_id)
+            if job is None:
+                return False
+            loaded = self.engine.runner.load(conn, job["instance_id"])
+            ctx = self._context(job, loaded, None)
+            self.engine.runner.release(loaded)
+        try:
+            handler = self.engine.handlers.get(job["topic"])
             if handler is None:
                 raise LookupError(f"No hay un manejador registrado para el tópico {job['topic']}")
             if handler.fetch is not None:
                 ctx.observed = handler.fetch(ctx)
-            self._finish(job, ctx, handler)
+            with self.db.transaction() as conn:
+                ours = conn.execute(select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.locked_by == self.id)).first()
+                if ours is None:
+                    raise Conflict("El arrendamiento de la tarea de servicio expiró y otro trabajador la tomó")
+                loaded = self.engine.runner.load(conn, job["instance_id"])
+                ctx.conn, ctx.instance = conn, loaded.row
+                self._complete(conn, loaded, job, ctx, handler)
         except Exception as exc:  # any handler failure: retry with backoff, then incident
-            self._fail(job, exc)
+            self._fail(job_id, exc, counted=True)
         return True
 
-    def _claim(self, job_id):
+    def _take(self, conn, job_id):
         now = utcnow()
-        with self.db.transaction() as conn:
-            taken = conn.execute(jobs.update().where(
-                jobs.c.id == job_id, jobs.c.status == "pendiente", jobs.c.due_at <= now,
-                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).values(
-                locked_by=self.id, locked_until=now + timedelta(seconds=self.config.lock_seconds),
-                attempts=jobs.c.attempts + 1))
-            if taken.rowcount != 1:
-                return None
-            job = dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
-            loaded = self.engine.runner.load(conn, job["instance_id"])
-            data = dict(loaded.workflow.get_task_from_id(UUID(job_id)).data)
-            self.engine.runner.release(loaded)
-        ctx = HandlerContext(conn=None, config=self.config, instance=loaded.row, data=data,
-                             task_id=job_id, element_id=job["element_id"], now=now, http=self.http)
-        return job, ctx
+        taken = conn.execute(jobs.update().where(
+            jobs.c.id == job_id, jobs.c.status == "pendiente", jobs.c.due_at <= now,
+            or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).values(
+            locked_by=self.id, locked_until=now + timedelta(seconds=self.config.lock_seconds),
+            attempts=jobs.c.attempts + 1))
+        if taken.rowcount != 1:
+            return None
+        return dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
 
-    def _finish(self, job, ctx, handler):
-        with self.db.transaction() as conn:
-            still_ours = conn.execute(select(jobs.c.id).where(jobs.c.id == job["id"], jobs.c.locked_by == self.id)).first()
-            if still_ours is None:
-                raise Conflict("El arrendamiento de la tarea de servicio expiró y otro trabajador la tomó")
-            loaded = self.engine.runner.load(conn, job["instance_id"])
-            ctx.conn, ctx.instance, ctx.now = conn, loaded.row, utcnow()
-            result = handler.apply(ctx) or {}
+    def _context(self, job, loaded, conn):
+        data = dict(loaded.workflow.get_task_from_id(UUID(job["id"])).data)
+        return HandlerContext(conn=conn, config=self.config, instance=loaded.row, data=data, task_id=job["id"],
+                              element_id=job["element_id"], now=utcnow(), http=self.http)
 
-            def action(wf):
-                task = wf.get_task_from_id(UUID(job["id"]))
-                task.data.update(result)
-                task.run()
-                return [{"type": "service_task_executed", "process_id": job["process_id"],
-                         "element_id": job["element_id"], "element_name": job["name"], "task_id": job["id"],
-                         "username": None, "data": {"topic": job["topic"], "attempt": job["attempts"],
-                                                    "result": result, "details": ctx.recorded}}]
+    def _complete(self, conn, loaded, job, ctx, handler):
+        ctx.now = utcnow()
+        result = handler.apply(ctx) or {}
 
-            self.engine.runner.step(conn, loaded, action, now=ctx.now)
+        def action(wf):
+            task = wf.get_task_from_id(UUID(job["id"]))
+            task.data.update(result)
+            task.run()
+            return [{"type": "service_task_executed", "process_id": job["process_id"],
+                     "element_id": job["element_id"], "element_name": job["name"], "task_id": job["id"],
+                     "username": None, "data": {"topic": job["topic"], "attempt": job["attempts"],
+                                                "result": result, "details": ctx.recorded}}]
 
-    def _fail(self, job, exc):
+        self.engine.runner.step(conn, loaded, action, now=ctx.now)
+
+    def _fail(self, job_id, exc, counted):
+        """Record a failed attempt: back off, or open an incident after the last.
+        `counted`: the attempt was already counted by a committed lease."""
         now = utcnow()
         message = f"{type(exc).__name__}: {exc}"
-        log.warning("tarea de servicio %s (%s) falló en el intento %s: %s", job["id"], job["topic"], job["attempts"], message)
-        final = job["attempts"] >= self.config.max_attempts
-        delay = self.config.retry_base_seconds * (2 ** (job["attempts"] - 1))
         with self.db.transaction() as conn:
-            conn.execute(jobs.update().where(jobs.c.id == job["id"], jobs.c.locked_by == self.id).values(
-                status="incidente" if final else "pendiente", locked_by=None, locked_until=None,
+            job = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if job is None or (counted and job["locked_by"] != self.id):
+                return  # done meanwhile, or our lease was lost to another worker
+            attempts = job["attempts"] if counted else job["attempts"] + 1
+            log.warning("tarea de servicio %s (%s) falló en el intento %s: %s", job_id, job["topic"], attempts, message)
+            final = attempts >= self.config.max_attempts
+            delay = self.config.retry_base_seconds * (2 ** (attempts - 1))
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                status="incidente" if final else "pendiente", locked_by=None, locked_until=None, attempts=attempts,
                 last_error=message[:4000], due_at=now if final else now + timedelta(seconds=delay)))
             if final:
                 events.append(conn, job["instance_id"], [{
                     "type": "incident", "process_id": job["process_id"], "element_id": job["element_id"],
-                    "element_name": job["name"], "task_id": job["id"],
-                    "data": {"topic": job["topic"], "attempts": job["attempts"], "error": message[:4000],
+                    "element_name": job["name"], "task_id": job_id,
+                    "data": {"topic": job["topic"], "attempts": attempts, "error": message[:4000],
                              "trace": traceback.format_exception_only(exc)[-1].strip()[:1000]}}], now)
 
     # -- timers -------------------------------------------------------------
