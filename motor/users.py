@@ -4,7 +4,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from .db import user_roles, users, utcnow
 from .errors import InvalidData, NotFound
@@ -76,11 +76,15 @@ def remove_role(conn, username, role):
     conn.execute(delete(user_roles).where(user_roles.c.user_id == row.id, user_roles.c.role == role))
 
 
+_ACTIVE_USER = select(users).where(users.c.username == bindparam("username"), users.c.active.is_(True))
+_ROLES = select(user_roles.c.role).where(user_roles.c.user_id == bindparam("uid"))
+
+
 def get_user(conn, username):
-    row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
+    row = conn.execute(_ACTIVE_USER, {"username": username}).first()
     if row is None:
         return None
-    roles = conn.execute(select(user_roles.c.role).where(user_roles.c.user_id == row.id)).scalars()
+    roles = conn.execute(_ROLES, {"uid": row.id}).scalars()
     return User(row.username, frozenset(roles), row.dependencia, row.nombre, row.email)
 
 

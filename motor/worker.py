@@ -17,7 +17,7 @@ import traceback
 from datetime import timedelta
 from uuid import UUID, uuid4
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from . import events
 from .db import instances, jobs, outbox, utcnow
@@ -28,6 +28,16 @@ from .checks import make_client
 from .mail import MailError, build_message, send
 
 log = logging.getLogger("motor.worker")
+
+# Polled and hot statements, built once (construction costs more than running them).
+_UNLOCKED = or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < bindparam("now"))
+_DUE_JOBS = (select(jobs.c.id, jobs.c.topic).where(jobs.c.status == "pendiente", jobs.c.due_at <= bindparam("now"), _UNLOCKED)
+             .order_by(jobs.c.due_at).limit(bindparam("limit")))
+_TAKE_JOB = (jobs.update().where(jobs.c.id == bindparam("job_id"), jobs.c.status == "pendiente",
+                                 jobs.c.due_at <= bindparam("now"), _UNLOCKED)
+             .values(locked_by=bindparam("locked_by"), locked_until=bindparam("locked_until"), attempts=jobs.c.attempts + 1))
+_GET_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_DUE_TIMERS = select(instances.c.id).where(instances.c.status == RUNNING, instances.c.next_timer_at <= bindparam("now"))
 
 
 class Worker:
@@ -64,9 +74,7 @@ class Worker:
     def run_jobs(self, limit=50):
         now = utcnow()
         with self.db.read() as conn:
-            due = conn.execute(select(jobs.c.id, jobs.c.topic).where(
-                jobs.c.status == "pendiente", jobs.c.due_at <= now,
-                or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).order_by(jobs.c.due_at).limit(limit)).all()
+            due = conn.execute(_DUE_JOBS, {"now": now, "limit": limit}).all()
         return sum(1 for job_id, topic in due if self.run_job(job_id, topic))
 
     def run_job(self, job_id, topic=None):
@@ -120,14 +128,11 @@ class Worker:
 
     def _take(self, conn, job_id):
         now = utcnow()
-        taken = conn.execute(jobs.update().where(
-            jobs.c.id == job_id, jobs.c.status == "pendiente", jobs.c.due_at <= now,
-            or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < now)).values(
-            locked_by=self.id, locked_until=now + timedelta(seconds=self.config.lock_seconds),
-            attempts=jobs.c.attempts + 1))
+        taken = conn.execute(_TAKE_JOB, {"job_id": job_id, "now": now, "locked_by": self.id,
+                                         "locked_until": now + timedelta(seconds=self.config.lock_seconds)})
         if taken.rowcount != 1:
             return None
-        return dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
+        return dict(conn.execute(_GET_JOB, {"job_id": job_id}).mappings().one())
 
     def _context(self, job, loaded, conn):
         data = dict(loaded.workflow.get_task_from_id(UUID(job["id"])).data)
@@ -176,8 +181,7 @@ class Worker:
     def fire_timers(self):
         now = utcnow()
         with self.db.read() as conn:
-            ids = list(conn.execute(select(instances.c.id).where(
-                instances.c.status == RUNNING, instances.c.next_timer_at <= now)).scalars())
+            ids = list(conn.execute(_DUE_TIMERS, {"now": now}).scalars())
         fired = 0
         for iid in ids:
             try:

@@ -99,8 +99,8 @@ def make_engine(database, portal):
     """Build the engine with config overrides; the first call also deploys and seeds."""
     seeded = []
 
-    def build(**overrides):
-        eng = Engine(make_config(database, portal.portal_url, **overrides), db=database)
+    def build(handlers=None, **overrides):
+        eng = Engine(make_config(database, portal.portal_url, **overrides), db=database, handlers=handlers)
         portal.engine = eng
         if not seeded:
             deploy_and_seed(eng)
@@ -117,3 +117,6 @@ def engine(make_engine):
 @pytest.fixture
 def driver(engine, portal):
     return Driver(engine, portal)
+
+
+from web_fixtures import app, client, login  # noqa: E402,F401  (web app fixtures)

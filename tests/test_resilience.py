@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from motor.db import events, instances, jobs, monitoring_checks, ordenes_servicio, outbox
 from motor.engine import SYSTEM
 from motor.errors import Conflict
-from motor.handlers import Handler, Registry, default_registry
+from motor.handlers import Handler, default_registry
 from motor.mail import SmtpSettings
 
 from servers import smtp_server
@@ -129,6 +129,12 @@ class Flaky:
         self.broken, self.calls = broken, 0
         self.real = default_registry().get("oficios.abrir_orden")
 
+    def registry(self):
+        """The default handlers with Sistema de Oficios replaced by this one."""
+        registry = default_registry()
+        registry.register(Handler("oficios.abrir_orden", self))
+        return registry
+
     def __call__(self, ctx):
         self.calls += 1
         if self.broken:
@@ -138,10 +144,7 @@ class Flaky:
 
 def test_a_failing_handler_retries_then_raises_an_incident_and_retry_completes_it(make_engine, portal):
     flaky = Flaky()
-    registry = default_registry()
-    registry.register(Handler("oficios.abrir_orden", flaky))
-    engine = make_engine()
-    engine = type(engine)(engine.config, db=engine.db, handlers=registry)
+    engine = make_engine(handlers=flaky.registry())
     d = Driver(engine, portal)
     iid = d.start()
     d.complete(iid, "mesa", "Task_2_Registra")
@@ -168,11 +171,7 @@ def test_a_failing_handler_retries_then_raises_an_incident_and_retry_completes_i
 
 def test_backoff_delays_the_next_attempt(make_engine, portal):
     flaky = Flaky()
-    registry = default_registry()
-    registry.register(Handler("oficios.abrir_orden", flaky))
-    base = make_engine()
-    engine = type(base)(base.config, db=base.db, handlers=registry)
-    engine.config.retry_base_seconds = 3600
+    engine = make_engine(handlers=flaky.registry(), retry_base_seconds=3600)
     d = Driver(engine, portal)
     iid = d.start()
     d.complete(iid, "mesa", "Task_2_Registra")
