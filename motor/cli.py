@@ -4,8 +4,10 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
+from . import audit, export as export_mod, indicators as indicators_mod
 from .config import PROJECT_ROOT, Config
 from .engine import SYSTEM, Engine
 from .errors import Conflict, InvalidData, InvalidDiagram, MotorError, NotAllowed, NotFound
@@ -58,6 +60,21 @@ def build_parser():
     i.add_argument("--json", action="store_true")
     r = sub.add_parser("retry", help="reintenta un incidente")
     r.add_argument("job_id")
+    vs = sub.add_parser("versions", help="versiones desplegadas de un proceso")
+    vs.add_argument("process_id")
+    vs.add_argument("--json", action="store_true")
+    df = sub.add_parser("diff", help="diferencias entre dos versiones de un proceso")
+    df.add_argument("process_id")
+    df.add_argument("from_version", type=int)
+    df.add_argument("to_version", type=int)
+    df.add_argument("--json", action="store_true")
+    m = sub.add_parser("migrate", help="migra instancias en curso a otra versión (exit 5 si alguna no se puede)")
+    m.add_argument("instances", nargs="+", type=int)
+    m.add_argument("--to-version", type=int, required=True)
+    m.add_argument("--preview", action="store_true", help="solo muestra qué cambiaría")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--user", default=None, help="analista que migra (por omisión, el sistema)")
+    _audit_parsers(sub)
     return p
 
 
@@ -196,9 +213,150 @@ def cmd_retry(engine, args):
     print("incidente reabierto para reintento")
 
 
+def cmd_versions(engine, args):
+    rows = engine.version_history(SYSTEM, args.process_id)
+    if args.json:
+        return _out(rows)
+    for r in rows:
+        print(f"{r['process_id']} v{r['version']} {r['hash'][:12]} {r['deployed_at']:%Y-%m-%d %H:%M} UTC "
+              f"{r['deployed_by'] or '-'}: {r['running']} en curso, {r['finished']} terminadas")
+
+
+def cmd_diff(engine, args):
+    result = engine.version_diff(SYSTEM, args.process_id, args.from_version, args.to_version)
+    if args.json:
+        return _out(result)
+    print(f"{args.process_id} v{args.from_version} → v{args.to_version}")
+    for item in result["added"]:
+        print(f"+ {item['id']} ({item['type_name']}) «{item['name'] or ''}»")
+    for item in result["removed"]:
+        print(f"- {item['id']} ({item['type_name']}) «{item['name'] or ''}»")
+    for item in result["changed"]:
+        print(f"~ {item['id']} ({item['type_name']}) «{item['name'] or ''}»")
+        for change in item["changes"]:
+            print(f"    {change['text']}")
+    if not (result["added"] or result["removed"] or result["changed"]):
+        print("sin diferencias en elementos, formularios, roles ni tópicos")
+
+
+def cmd_migrate(engine, args):
+    user = _user(engine, args.user)
+    run = engine.migration_preview if args.preview else engine.migrate
+    results = run(user, args.instances, args.to_version)
+    if args.json:
+        _out(results)
+    else:
+        for r in results:
+            where = f"{r.get('process_id', '')} v{r.get('from_version', '?')} → v{r['to_version']}".strip()
+            state = ("migrada" if r.get("migrated") else "se puede migrar") if r["ok"] else "no se puede migrar"
+            print(f"instancia {r['instance']} ({where}): {state}")
+            for reason in r["reasons"]:
+                print(f"  - {reason}")
+            for change in r.get("changes", []) if r["ok"] else []:
+                print(f"  * {change}")
+    return 0 if all(r["ok"] for r in results) else 5
+
+
+# -- audit, replay, exports and indicators (docs/auditoria.md) -----------------
+def _audit_parsers(sub):
+    a = sub.add_parser("audit", help="verifica la cadena de hashes del historial")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    av = asub.add_parser("verify", help="recalcula las cadenas (exit 1 si algún evento no coincide)")
+    av.add_argument("--instance", type=int)
+    av.add_argument("--head", help="archivo de «motor audit head --json» guardado fuera de la base")
+    av.add_argument("--json", action="store_true")
+    ah = asub.add_parser("head", help="cabezas actuales de las cadenas, para guardarlas fuera de la base")
+    ah.add_argument("--instance", type=int)
+    ah.add_argument("--json", action="store_true", required=True)
+    rp = sub.add_parser("replay", help="reproduce una instancia desde su historial")
+    rp.add_argument("instance", type=int)
+    mode = rp.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--to-step", type=int, help="estado después del evento K")
+    mode.add_argument("--verify", action="store_true", help="re-ejecuta y compara (exit 1 si diverge)")
+    rp.add_argument("--json", action="store_true")
+    ex = sub.add_parser("export", help="exporta el historial en XES (IEEE 1849-2016) o CSV")
+    ex.add_argument("format", choices=sorted(export_mod.FORMATS))
+    ex.add_argument("file", help="archivo de salida («-» para la salida estándar)")
+    for name, kind in (("instance", int), ("folio", str), ("dependencia", str), ("desde", str), ("hasta", str),
+                       ("estado", str), ("version", int)):
+        ex.add_argument(f"--{name}", type=kind)
+    ind = sub.add_parser("indicators", help="indicador de la sección 9 y complementarios, por trimestre")
+    ind.add_argument("--anio", type=int)
+    ind.add_argument("--desde", type=date.fromisoformat, help="AAAA-MM-DD (se amplía al trimestre)")
+    ind.add_argument("--hasta", type=date.fromisoformat, help="AAAA-MM-DD (se amplía al trimestre)")
+    ind.add_argument("--dependencia")
+    out = ind.add_mutually_exclusive_group(required=True)
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", metavar="FILE")
+
+
+def cmd_audit(engine, args):
+    if args.audit_command == "head":
+        return _out(engine.audit_heads(SYSTEM, args.instance))
+    heads = None
+    if args.head:
+        try:
+            heads = audit.parse_heads(json.loads(Path(args.head).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MotorError(f"No se pudo leer el archivo de cabezas {args.head}: {exc}") from None
+    report = engine.audit_verify(SYSTEM, args.instance, heads)
+    if args.json:
+        _out(report.as_dict())
+    elif report.ok:
+        print(f"historial íntegro: {report.events} eventos de {report.instances} instancias")
+    else:
+        for finding in report.findings:
+            print(finding)
+    return 0 if report.ok else 1
+
+
+def cmd_replay(engine, args):
+    if args.verify:
+        result = engine.replay_verify(SYSTEM, args.instance)
+        _out(result.as_dict()) if args.json else print(f"instancia {args.instance}: {result}")
+        return 0 if result.ok else 1
+    state = engine.replay(SYSTEM, args.instance, args.to_step)
+    if args.json:
+        return _out(state)
+    ev = state["event"]
+    print(f"instancia {args.instance}, paso {state['step']} de {state['total']}: "
+          + (f"{ev['type']} {ev['element_id'] or ''} {ev['user'] or ''} {ev['at']}" if ev else "inicio"))
+    for item in state["completed"]:
+        print(f"  completado {item['process_id']}/{item['element_id']} ×{item['count']}")
+    for item in state["active"]:
+        print(f"  activo     {item['process_id']}/{item['element_id']} ({item['state']})")
+    print(f"  orden de servicio: {state['orden']['folio'] or '—'} {state['orden']['estado'] or ''}")
+
+
+def cmd_export(engine, args):
+    filters = {k: getattr(args, k) for k in ("instance", "folio", "dependencia", "desde", "hasta", "estado", "version")}
+    chunks = engine.export(SYSTEM, args.format, filters)
+    if args.file == "-":
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return 0
+    size = 0
+    with open(args.file, "w", encoding="utf-8", newline="") as fh:
+        for chunk in chunks:
+            size += fh.write(chunk)
+    print(f"{args.file}: {size} caracteres")
+
+
+def cmd_indicators(engine, args):
+    result = engine.indicators(SYSTEM, args.anio, args.desde, args.hasta, args.dependencia)
+    if args.json:
+        return _out(result)
+    with open(args.csv, "w", encoding="utf-8", newline="") as fh:
+        fh.write(indicators_mod.as_csv(result))
+    print(f"{args.csv}: {len(result['trimestres'])} trimestres")
+
+
 COMMANDS = {"init": cmd_init, "validate": cmd_validate, "deploy": cmd_deploy, "users": cmd_users,
             "start": cmd_start, "tasks": cmd_tasks, "complete": cmd_complete, "work": cmd_work,
-            "show": cmd_show, "history": cmd_history, "incidents": cmd_incidents, "retry": cmd_retry}
+            "show": cmd_show, "history": cmd_history, "incidents": cmd_incidents, "retry": cmd_retry,
+            "versions": cmd_versions, "diff": cmd_diff, "migrate": cmd_migrate}
+
+COMMANDS.update({"audit": cmd_audit, "replay": cmd_replay, "export": cmd_export, "indicators": cmd_indicators})
 
 if __name__ == "__main__":
     sys.exit(main())

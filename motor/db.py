@@ -94,6 +94,9 @@ user_tasks = Table(
     Column("claimed_at", DateTime),
     Column("form", JSON, nullable=False),
     Index("ix_user_tasks_instance", "instance_id"),
+    # The web work queue (Engine.queue): "tomadas por mí" and the admin's view, oldest first.
+    Index("ix_user_tasks_claimed", "claimed_by", "created_at", "id"),
+    Index("ix_user_tasks_created", "created_at", "id"),
 )
 
 user_task_roles = Table(
@@ -274,6 +277,9 @@ class Database:
             if self.schema:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             metadata.create_all(conn)
+            for table in metadata.sorted_tables:  # indexes added after a table was created
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             if conn.execute(schema_info.select()).first() is None:
                 conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .bpmn import BPMN_NS, ProcessSource, parse_sources
 from .db import process_versions, utcnow
-from .errors import NotFound
+from .errors import Conflict, NotFound
 
 
 def content_hash(xml_text):
@@ -45,9 +45,13 @@ def _store(conn, process_id, name, file_name, xml_text, digest, username):
         with conn.begin_nested():
             new_id = conn.execute(process_versions.insert().values(**values)).inserted_primary_key[0]
     except IntegrityError:
-        # A concurrent deploy of the same content won the race: use its row.
+        # A concurrent deploy won the race: of the same content, use its row;
+        # of other content, it took our version number.
         same = conn.execute(select(process_versions).where(
-            process_versions.c.process_id == process_id, process_versions.c.content_hash == digest)).mappings().one()
+            process_versions.c.process_id == process_id, process_versions.c.content_hash == digest)).mappings().first()
+        if same is None:
+            raise Conflict(f"Otro despliegue del proceso {process_id} terminó al mismo tiempo y tomó la versión "
+                           f"{version}; vuelva a desplegar") from None
         return _summary(same, created=False)
     return _summary({**values, "id": new_id}, created=True)
 

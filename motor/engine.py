@@ -7,9 +7,11 @@ from datetime import timedelta
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal_column, or_, select, union
 
-from . import definitions, events
+from . import audit, definitions, events, migration
+from . import export as export_mod, indicators as indicators_mod, replay as replay_mod
+from . import versions as versions_mod
 from .bpmn import StateSerializer
 from .db import (Database, instances, jobs, monitoring_checks, no_conformidades, ordenes_servicio, outbox,
                  portal_catalog, process_versions, user_task_roles, user_tasks, utcnow)
@@ -177,6 +179,8 @@ class Engine:
     def claim(self, actor, task_id):
         with self.db.transaction() as conn:
             row = self._task_row(conn, task_id, actor)
+            events.lock_chain(conn, row["instance_id"])  # instance row first, as steps do; then re-read
+            row = self._task_row(conn, task_id, actor)
             if row["claimed_by"] not in (None, actor.username):
                 raise Conflict(f"La tarea ya fue tomada por {row['claimed_by']}")
             conn.execute(user_tasks.update().where(user_tasks.c.id == task_id).values(claimed_by=actor.username, claimed_at=utcnow()))
@@ -184,6 +188,8 @@ class Engine:
 
     def release(self, actor, task_id):
         with self.db.transaction() as conn:
+            row = self._task_row(conn, task_id, actor)
+            events.lock_chain(conn, row["instance_id"])  # instance row first, as steps do; then re-read
             row = self._task_row(conn, task_id, actor)
             if row["claimed_by"] != actor.username and not actor.has("admin"):
                 raise Conflict("Solo quien tomó la tarea puede liberarla")
@@ -259,9 +265,9 @@ class Engine:
         """One page of the actor's pending user tasks, oldest first, with counts.
 
         `claimed`: None (all), "sin_tomar" or "mias". Visibility is that of
-        `tasks()`. Each role is read in `ix_user_task_roles_role` order with a
-        LIMIT, and counts stop at `count_cap` + 1 (more means "more than the
-        cap"), so a page costs about the same with 1,000 or 50,000 open tasks.
+        `tasks()`. Every query walks an index in order with a LIMIT, and
+        counts stop at `count_cap` + 1 (more means "more than the cap"), so a
+        page costs about the same with 1,000 or 50,000 open tasks.
         """
         if actor is None:
             raise NotAllowed("Inicie sesión para ver sus tareas")
@@ -269,9 +275,8 @@ class Engine:
             raise InvalidData({"estado": "Use sin_tomar o mias"})
         limit, offset = max(1, min(int(limit), 200)), max(0, int(offset))
         cutoff = utcnow() - timedelta(days=overdue_days)
-        branches = _queue_branches(actor)
         with self.db.read() as conn:
-            keys = _queue_keys(conn, actor, branches, _queue_filters(actor, process_id, claimed), offset + limit + 1)
+            keys = _queue_keys(conn, _queue_selects(actor, process_id, claimed, None, offset + limit + 1))
             page = keys[offset:offset + limit]
             rows = {}
             if page:
@@ -280,11 +285,9 @@ class Engine:
                      .join(process_versions, process_versions.c.id == instances.c.version_id)
                      .where(user_tasks.c.id.in_([k[1] for k in page])))
                 rows = {r["id"]: dict(r) for r in conn.execute(q).mappings()}
-            counts = {}
-            for name, state, overdue in (("todas", None, None), ("sin_tomar", "sin_tomar", None),
-                                         ("mias", "mias", None), ("vencidas", claimed, cutoff)):
-                counts[name] = _capped_count(conn, actor, branches,
-                                             _queue_filters(actor, process_id, state, overdue), count_cap)
+            counts = {name: _capped_count(conn, _queue_selects(actor, process_id, state, before, count_cap + 1))
+                      for name, state, before in (("todas", None, None), ("sin_tomar", "sin_tomar", None),
+                                                  ("mias", "mias", None), ("vencidas", claimed, cutoff))}
         items = []
         for _, task_id in page:
             row = rows.get(task_id)
@@ -371,6 +374,152 @@ class Engine:
             names |= set(conn.execute(select(instances.c.dependencia).distinct()).scalars())
         return sorted(n for n in names if n)
 
+    # -- versions, drafts and migration (process analysts) --------------------
+    def processes(self, actor):
+        """Deployed processes: latest version, instance totals, pending draft."""
+        _require(actor, READ_ALL_ROLES, "consultar los procesos")
+        with self.db.read() as conn:
+            return versions_mod.processes(conn)
+
+    def version_history(self, actor, process_id):
+        """Versions of a process (who, when, hash) with running/finished counts."""
+        _require(actor, READ_ALL_ROLES, "consultar las versiones")
+        with self.db.read() as conn:
+            return versions_mod.history(conn, process_id)
+
+    def version_xml(self, actor, process_id, version=None):
+        _require(actor, READ_ALL_ROLES, "descargar diagramas")
+        with self.db.read() as conn:
+            row = versions_mod.version_row(conn, process_id, version)
+        return {"process_id": process_id, "version": row["version"], "file": row["file_name"], "xml": row["xml"]}
+
+    def version_diff(self, actor, process_id, from_version, to_version):
+        _require(actor, READ_ALL_ROLES, "comparar versiones")
+        with self.db.read() as conn:
+            return versions_mod.compare(conn, process_id, from_version, to_version)
+
+    def draft(self, actor, process_id):
+        """The process's draft, or None; `xml` falls back to the latest version."""
+        _require(actor, DEPLOY_ROLES, "editar procesos")
+        with self.db.read() as conn:
+            latest = versions_mod.version_row(conn, process_id)
+            found = versions_mod.get_draft(conn, process_id)
+        return {"process_id": process_id, "file": latest["file_name"], "latest": latest["version"],
+                "draft": found, "xml": found["xml"] if found else latest["xml"]}
+
+    def save_draft(self, actor, process_id, xml):
+        _require(actor, DEPLOY_ROLES, "editar procesos")
+        with self.db.transaction() as conn:
+            return versions_mod.save_draft(conn, process_id, xml, actor.username)
+
+    def discard_draft(self, actor, process_id):
+        _require(actor, DEPLOY_ROLES, "editar procesos")
+        with self.db.transaction() as conn:
+            versions_mod.delete_draft(conn, process_id)
+
+    def deploy_preview(self, actor, files):
+        """Validate files; per process, the version it would become and its diff."""
+        _require(actor, DEPLOY_ROLES, "desplegar procesos")
+        with self.db.read() as conn:
+            problems, checked = validate(files, self.handlers.topics(), definitions.deployed_ids(conn))
+            return {"problems": problems, "processes": versions_mod.deploy_preview(conn, checked)}
+
+    def deploy_draft(self, actor, process_id, allow_stale=False):
+        """Validate the draft and deploy it as a new version, in one step."""
+        _require(actor, DEPLOY_ROLES, "desplegar procesos")
+        with self.db.transaction() as conn:
+            found = versions_mod.get_draft(conn, process_id)
+            if found is None:
+                raise NotFound(f"El proceso {process_id} no tiene un borrador guardado")
+            latest = versions_mod.version_row(conn, process_id)
+            if found["base_version"] != latest["version"] and not allow_stale:
+                raise Conflict(f"El borrador parte de la versión {found['base_version']}, pero la vigente ya es la "
+                               f"{latest['version']}: compare las versiones antes de desplegarlo")
+            problems, checked = validate([(latest["file_name"], found["xml"].encode("utf-8"))],
+                                         self.handlers.topics(), definitions.deployed_ids(conn))
+            if problems:
+                raise InvalidDiagram(problems)
+            results = definitions.deploy_checked(conn, checked, actor.username)
+            versions_mod.delete_draft(conn, process_id)
+            return results
+
+    def running_instances(self, actor, process_id):
+        """Running instances of a process, with version and waiting steps."""
+        _require(actor, DEPLOY_ROLES, "migrar instancias")
+        with self.db.read() as conn:
+            return versions_mod.running(conn, process_id)
+
+    def migration_preview(self, actor, instance_ids, version):
+        """Per instance: would moving it to `version` be safe, and what changes."""
+        _require(actor, DEPLOY_ROLES, "migrar instancias")
+        out = []
+        for iid in instance_ids:
+            with self.db.read() as conn:
+                out.append(_migration_result(iid, version, lambda: migration.preview(conn, self.runner, iid, version)))
+        return out
+
+    def migrate(self, actor, instance_ids, version):
+        """Move each instance to `version`, each in its own engine step."""
+        _require(actor, DEPLOY_ROLES, "migrar instancias")
+        out = []
+        for iid in instance_ids:
+            def one():
+                with self.db.transaction() as conn:
+                    return migration.apply(conn, self.runner, iid, version, actor.username)
+            out.append(_migration_result(iid, version, one))
+        return out
+
+    # -- audit, replay, exports and indicators (read-only; see motor/audit.py,
+    #    replay.py, export.py, indicators.py) --------------------------------
+    def audit_verify(self, actor, instance_id=None, heads=None):
+        _require(actor, audit.AUDIT_ROLES, "verificar el historial")
+        with self.db.read() as conn:
+            return audit.verify(conn, instance_id, heads)
+
+    def audit_heads(self, actor, instance_id=None):
+        _require(actor, audit.AUDIT_ROLES, "consultar las cabezas del historial")
+        with self.db.read() as conn:
+            return audit.heads(conn, instance_id)
+
+    def audit_search(self, actor, filters=None, limit=25, offset=0, zone=export_mod.ZONA):
+        _require(actor, audit.AUDIT_ROLES, "buscar instancias para auditoría")
+        f = filters if isinstance(filters, export_mod.Filters) else export_mod.Filters.parse(filters)
+        with self.db.read() as conn:
+            return export_mod.search(conn, f, max(1, min(int(limit), 200)), max(0, int(offset)), zone)
+
+    def replay(self, actor, instance_id, step, with_xml=False):
+        _require(actor, audit.AUDIT_ROLES, "reproducir instancias")
+        with self.db.read() as conn:
+            return replay_mod.load_state(conn, instance_id, step, with_xml)
+
+    def replay_verify(self, actor, instance_id):
+        _require(actor, audit.AUDIT_ROLES, "re-ejecutar instancias")
+        with self.db.read() as conn:
+            return replay_mod.verify_instance(conn, self.runner, instance_id)
+
+    def export(self, actor, fmt, filters=None, zone=export_mod.ZONA):
+        """An iterator of text chunks (XES or CSV); the query runs as it is consumed."""
+        _require(actor, audit.AUDIT_ROLES, "exportar el historial")
+        if fmt not in export_mod.FORMATS:
+            raise InvalidData({"formato": "Use xes o csv"})
+        f = filters if isinstance(filters, export_mod.Filters) else export_mod.Filters.parse(filters)
+
+        def chunks():
+            with self.db.read() as conn:
+                yield from export_mod.FORMATS[fmt](conn, f, zone)
+        return chunks()
+
+    def indicators(self, actor, anio=None, desde=None, hasta=None, dependencia=None, zone=indicators_mod.ZONA):
+        """Section 9 and companions per quarter; `anio` or `desde`/`hasta` (dates,
+        widened to whole quarters); by default the current year."""
+        _require(actor, indicators_mod.DIRECTOR_ROLES, "consultar los indicadores")
+        if desde is None or hasta is None:
+            desde, hasta = indicators_mod.year_range(int(anio or utcnow().year))
+        if desde > hasta:
+            raise InvalidData({"hasta": "La fecha final es anterior a la inicial"})
+        with self.db.read() as conn:
+            return indicators_mod.compute(conn, desde, hasta, dependencia or None, zone)
+
     def worker(self, worker_id=None):
         from .worker import Worker
         return Worker(self, worker_id)
@@ -378,6 +527,16 @@ class Engine:
 
 _READY = TaskState.READY
 _ACTIVE = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+
+
+def _migration_result(instance_id, version, run):
+    """One instance's migration report; a refusal is a result, not an error."""
+    try:
+        return run()
+    except migration.Refused as exc:
+        return {"to_version": version, **exc.report, "ok": False, "migrated": False}
+    except (NotFound, Conflict) as exc:
+        return {"instance": instance_id, "to_version": version, "ok": False, "migrated": False, "reasons": [exc.message]}
 
 
 def _require(actor, roles, what):
@@ -463,54 +622,66 @@ def _workflow_data(wf):
 
 
 # -- the work queue's SQL (see Engine.queue) ----------------------------------
-def _queue_branches(actor):
-    """Visibility as one condition per role on a user_task_roles row joined
-    to its task; each branch is read in ix_user_task_roles_role order."""
+def _queue_selects(actor, process_id, claimed, created_before, limit):
+    """The actor's visible pending tasks matching the filters, as SELECTs of
+    (created, task_id), each ordered oldest first and LIMITed; the union of
+    their rows (deduplicated) is the answer. Each one walks an index in order:
+    ix_user_task_roles_role per role, ix_user_tasks_claimed for "mias",
+    ix_user_tasks_created for an admin (who sees every task)."""
     r, t = user_task_roles.c, user_tasks.c
-    branches = [r.role == role for role in sorted(actor.roles - {"solicitante"})]
+    on_task = [t.process_id == process_id] if process_id else []
+    if claimed == "sin_tomar":
+        on_task.append(t.claimed_by.is_(None))
+    branches = _queue_branches(actor)
+    if claimed == "mias" or actor.has("admin"):
+        conds = list(on_task)
+        if claimed == "mias":
+            conds.append(t.claimed_by == actor.username)
+        if created_before is not None:
+            conds.append(t.created_at < created_before)
+        if not actor.has("admin"):
+            if not branches:
+                return []
+            conds.append(select(r.task_id).where(r.task_id == t.id, or_(*[b for b, _ in branches])).exists())
+        return [select(t.created_at.label("created"), t.id.label("task_id")).where(*conds)
+                .order_by(t.created_at, t.id).limit(limit)]
+    selects = []
+    for branch, reads_task in branches:
+        conds = [branch, *on_task]
+        if created_before is not None:
+            conds.append(r.created_at < created_before)  # = the task's created_at (written together)
+        q = select(r.created_at.label("created"), r.task_id.label("task_id"))
+        if on_task or reads_task:  # join the task row only when a condition reads it
+            q = q.join(user_tasks, t.id == r.task_id)
+        selects.append(q.where(*conds).order_by(r.created_at, r.task_id).limit(limit))
+    return selects
+
+
+def _queue_branches(actor):
+    """Visibility (the rule of `_visible_tasks`) as one (condition on a
+    user_task_roles row, whether it also reads the task row) per role."""
+    r, t = user_task_roles.c, user_tasks.c
+    branches = [(r.role == role, False) for role in sorted(actor.roles - {"solicitante"})]
     if actor.has("solicitante"):
-        branches.append(and_(r.role == "solicitante", t.dependencia == actor.dependencia))
+        branches.append((and_(r.role == "solicitante", t.dependencia == actor.dependencia), True))
     return branches
 
 
-def _queue_filters(actor, process_id, claimed, created_before=None):
-    """Filters as functions of the `created_at` column the query is driven by."""
-    t = user_tasks.c
-    conds = []
-    if process_id:
-        conds.append(lambda created: t.process_id == process_id)
-    if claimed == "sin_tomar":
-        conds.append(lambda created: t.claimed_by.is_(None))
-    elif claimed == "mias":
-        conds.append(lambda created: t.claimed_by == actor.username)
-    if created_before is not None:
-        conds.append(lambda created: created < created_before)
-    return conds
-
-
-def _queue_keys(conn, actor, branches, filters, upto):
-    """(created_at, task_id) of the first `upto` visible tasks, oldest first."""
-    r, t = user_task_roles.c, user_tasks.c
-    if actor.has("admin"):
-        q = select(t.created_at, t.id).where(*[f(t.created_at) for f in filters]).order_by(t.created_at, t.id).limit(upto)
-        return [tuple(k) for k in conn.execute(q)]
+def _queue_keys(conn, selects):
+    """(created, task_id) of the union of `selects`, oldest first."""
     found = {}
-    for branch in branches:
-        q = (select(r.created_at, r.task_id).join(user_tasks, t.id == r.task_id)
-             .where(branch, *[f(r.created_at) for f in filters]).order_by(r.created_at, r.task_id).limit(upto))
+    for q in selects:
         for created, task_id in conn.execute(q):
             found[task_id] = (created, task_id)
-    return sorted(found.values())[:upto]
+    return sorted(found.values())
 
 
-def _capped_count(conn, actor, branches, filters, cap):
-    """How many visible tasks match, counting at most cap + 1 of them."""
-    r, t = user_task_roles.c, user_tasks.c
-    if actor.has("admin"):
-        inner = select(t.id).where(*[f(t.created_at) for f in filters]).limit(cap + 1)
-    elif branches:
-        inner = (select(r.task_id).distinct().join(user_tasks, t.id == r.task_id)
-                 .where(or_(*branches), *[f(r.created_at) for f in filters]).limit(cap + 1))
-    else:
+def _capped_count(conn, selects):
+    """How many distinct tasks `selects` (each LIMITed to cap + 1) yield."""
+    if not selects:
         return 0
+    if len(selects) == 1:  # no duplicates to remove: count rows, read only the index
+        inner = selects[0].with_only_columns(literal_column("1"), maintain_column_froms=True).order_by(None)
+    else:
+        inner = union(*[select(q.order_by(None).subquery().c.task_id) for q in selects])
     return conn.execute(select(func.count()).select_from(inner.subquery())).scalar()

@@ -31,12 +31,28 @@ class InvalidData(MotorError):
 
 
 class Problem:
-    """One validation finding, printed as FILE:LINE: ELEMENT_ID: message."""
+    """One validation finding, printed as FILE:LINE: ELEMENT_ID: message.
 
-    __slots__ = ("file", "line", "element_id", "message")
+    `message` is the whole text an analyst reads: what is wrong, then the
+    element's name (`name`), then what to do (`hint`). `what` is the bare
+    finding, without name or hint.
+    """
 
-    def __init__(self, file, line, element_id, message):
-        self.file, self.line, self.element_id, self.message = file, line or 0, element_id or "-", message
+    __slots__ = ("file", "line", "element_id", "what", "name", "hint")
+
+    def __init__(self, file, line, element_id, message, name=None, hint=None):
+        self.file, self.line, self.element_id = file, line or 0, element_id or "-"
+        self.what, self.name, self.hint = message, name, hint
+
+    @property
+    def message(self):
+        text = self.what
+        if self.name:
+            text += f" — {self.name}"
+        if self.hint:
+            text += f". Qué hacer: {self.hint}"
+            text += "" if self.hint.endswith(".") else "."
+        return text
 
     def __str__(self):
         return f"{self.file}:{self.line}: {self.element_id}: {self.message}"
@@ -44,8 +60,15 @@ class Problem:
     def __repr__(self):
         return f"Problem({self})"
 
+    def __eq__(self, other):
+        return isinstance(other, Problem) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
     def as_dict(self):
-        return {"file": self.file, "line": self.line, "element_id": self.element_id, "message": self.message}
+        return {"file": self.file, "line": self.line, "element_id": self.element_id, "message": self.message,
+                "what": self.what, "name": self.name, "hint": self.hint, "text": str(self)}
 
 
 class InvalidDiagram(MotorError):

@@ -1,28 +1,42 @@
-"""The per-instance audit trail: append-only, numbered, written in the same
-transaction as the change it records."""
+"""The per-instance audit trail: append-only, numbered, hash-chained (see
+motor/audit.py), written in the same transaction as the change it records."""
 import json
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from .db import events, utcnow
+from .audit import event_hash
+from .db import events, instances, utcnow
 
 
 def append(conn, instance_id, new_events, now=None):
-    """Append events (dicts with type, element_id, ... data) after the last one.
+    """Append events (dicts with type, element_id, ... data) after the last one,
+    each linked to the one before it by `prev_hash`.
 
-    The caller's transaction also updated the instance row under its
-    optimistic lock, so two steps never append to one instance at once; the
-    (instance_id, seq) unique key is the backstop.
+    Appends to one instance are serialized so its chain never forks: on
+    PostgreSQL we lock the instance row before reading the last hash (inside
+    an engine step the row is already locked by the guarded UPDATE; claims,
+    incidents and mail_sent append outside steps); SQLite writers already
+    hold the database write lock (BEGIN IMMEDIATE). The (instance_id, seq)
+    unique key is the backstop.
+
+    Lock order: a transaction that appends outside an engine step should call
+    `lock_chain` *before* it locks other rows of the instance (a user task,
+    a job), as steps lock the instance row first; otherwise the two can
+    deadlock on PostgreSQL.
     """
     if not new_events:
         return []
     now = now or utcnow()
-    last = conn.execute(select(func.max(events.c.seq)).where(events.c.instance_id == instance_id)).scalar() or 0
+    lock_chain(conn, instance_id)
+    last = conn.execute(select(events.c.seq, events.c.hash).where(events.c.instance_id == instance_id)
+                        .order_by(events.c.seq.desc()).limit(1)).first()
+    seq, prev = (last.seq, last.hash) if last is not None else (0, None)
     rows = []
-    for offset, ev in enumerate(new_events, start=1):
-        rows.append({
+    for ev in new_events:
+        seq += 1
+        row = {
             "instance_id": instance_id,
-            "seq": last + offset,
+            "seq": seq,
             "type": ev["type"],
             "process_id": ev.get("process_id"),
             "element_id": ev.get("element_id"),
@@ -31,9 +45,19 @@ def append(conn, instance_id, new_events, now=None):
             "username": ev.get("username"),
             "data": _jsonable(ev.get("data") or {}),
             "created_at": now,
-        })
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = event_hash(row)
+        rows.append(row)
     conn.execute(events.insert(), rows)
     return rows
+
+
+def lock_chain(conn, instance_id):
+    """Take the instance row lock that serializes appends (PostgreSQL only:
+    SQLite transactions that write already exclude each other)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
 
 
 def history(conn, instance_id):
