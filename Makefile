@@ -16,7 +16,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-web/static/vendor/.copied: node_modules/.installed tools/vendor.sh
+web/static/vendor/.copied: node_modules/.installed tools/vendor.sh web/static/js/modeler-entry.js
 	sh tools/vendor.sh
 	touch $@
 
@@ -31,6 +31,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/engine.py
+	$(PY) bench/queue.py
+	$(PY) bench/replay.py
 
 clean:
 	rm -rf $(VENV) node_modules web/static/vendor instance
