@@ -114,16 +114,11 @@ class Runner:
         """Run `action(workflow) -> [explicit events]`, then the engine; save."""
         now = now or utcnow()
         wf = loaded.workflow
-        before = None if first else _states(wf)
+        before = None if first else task_states(wf)
         try:
-            explicit = action(wf)
-            wf.do_engine_steps()
+            new_events = advance(wf, action, before, loaded.row["process_id"])
         except SpiffWorkflowException as exc:
             raise MotorError(_engine_error(exc)) from exc
-        skip = {e.get("task_id") for e in explicit if e.get("task_id")}
-        new_events = explicit + _diff_events(wf, before or {}, skip)
-        if wf.is_completed():
-            new_events.append({"type": "instance_completed", "process_id": loaded.row["process_id"]})
         # Save first: on PostgreSQL the guarded UPDATE takes the row lock, so a
         # concurrent step on the same instance fails here before writing more.
         self._save(conn, loaded.row, wf, now)
@@ -207,11 +202,24 @@ def all_tasks(wf):
         yield from sp.tasks.values()
 
 
-def _states(wf):
+def task_states(wf):
     return {t.id: t.state for t in all_tasks(wf)}
 
 
-def _diff_events(wf, before, skip):
+def advance(wf, action, before, root_process_id):
+    """Act, run the engine, and say what happened: the action's explicit
+    events, then those read off the task states (`before` is task_states()
+    from before the action, None on the first step)."""
+    explicit = action(wf)
+    wf.do_engine_steps()
+    skip = {e.get("task_id") for e in explicit if e.get("task_id")}
+    found = explicit + diff_events(wf, before or {}, skip)
+    if wf.is_completed():
+        found.append({"type": "instance_completed", "process_id": root_process_id})
+    return found
+
+
+def diff_events(wf, before, skip):
     found = []
     for task in all_tasks(wf):
         spec = task.task_spec

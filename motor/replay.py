@@ -25,7 +25,6 @@ from threading import Lock
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (DurationTimerEventDefinition,
                                                               TimeDateEventDefinition, TimerEventDefinition)
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
-from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflow
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
@@ -35,7 +34,8 @@ from . import events
 from .bpmn import BPMN_NS, ExternalTask
 from .db import instances, process_versions
 from .errors import NotFound
-from .instances import _diff_events, _states, all_tasks
+from .instances import advance, all_tasks, task_states
+from .migration import migrate_in_place
 from .xmlparse import parse_xml
 
 IGNORED = {"task_claimed", "task_released", "mail_sent", "incident", "incident_retried", "timer_waiting"}
@@ -241,13 +241,7 @@ def reexecute(history, load_definition, script_engine):
 
 def _advance(wf, root, action, first=False):
     """Runner.step without the database: act, run the engine, diff."""
-    before = None if first else _states(wf)
-    explicit = action(wf)
-    wf.do_engine_steps()
-    skip = {e["task_id"] for e in explicit if e.get("task_id")}
-    found = explicit + _diff_events(wf, before or {}, skip)
-    if wf.is_completed():
-        found.append({"type": "instance_completed", "process_id": root})
+    found = advance(wf, action, None if first else task_states(wf), root)
     return [p for p in map(project, found) if p is not None]
 
 
@@ -273,7 +267,7 @@ def _driver(wf, ev, load_definition, root):
         new_def = load_definition(d.get("to_version_id"), d.get("called_to") or {})
 
         def migrate(w):
-            _migrate(w, new_def)
+            migrate_in_place(w, new_def)  # its checks passed when it was recorded
             return [{"type": kind, "process_id": root}]
         return migrate, None
     timers = [t for t in all_tasks(wf) if t.state == TaskState.WAITING and _is_timer(t.task_spec)
@@ -290,24 +284,6 @@ def _driver(wf, ev, load_definition, root):
 
 def _is_timer(spec):
     return isinstance(getattr(spec, "event_definition", None), TimerEventDefinition)
-
-
-def _migrate(wf, new_def):
-    """What motor.migration applies, on the replayed workflow (its checks
-    already passed when the migration was recorded)."""
-    from .migration import SIGNATURE
-    top = WorkflowDiff(wf, SpecDiff(SIGNATURE, wf.spec, new_def.spec))
-    subs = {sp_id: WorkflowDiff(sp, SpecDiff(SIGNATURE, sp.spec, new_def.subprocess_specs[sp.spec.name]))
-            for sp_id, sp in wf.subprocesses.items()}
-    timers = {t.id: dict(t.internal_data) for t in all_tasks(wf) if t.state == TaskState.WAITING}
-    migrate_workflow(top, wf, new_def.spec)
-    for sp_id, sp in wf.subprocesses.items():
-        migrate_workflow(subs[sp_id], sp, new_def.subprocess_specs[sp.spec.name])
-    wf.subprocess_specs = new_def.subprocess_specs
-    for task in all_tasks(wf):
-        old = timers.get(task.id)
-        if old and "event_value" in old and task.state == TaskState.WAITING:
-            task.internal_data["event_value"] = old["event_value"]
 
 
 class _FrozenClock:
