@@ -2,10 +2,16 @@
 motor/audit.py), written in the same transaction as the change it records."""
 import json
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .audit import event_hash
 from .db import events, instances, utcnow
+
+# Built once: every engine step appends (construction costs more than running).
+_LAST = (select(events.c.seq, events.c.hash).where(events.c.instance_id == bindparam("iid"))
+         .order_by(events.c.seq.desc()).limit(1))
+_INSERT = events.insert()
+_LOCK = select(instances.c.id).where(instances.c.id == bindparam("iid")).with_for_update()
 
 
 def append(conn, instance_id, new_events, now=None):
@@ -28,8 +34,7 @@ def append(conn, instance_id, new_events, now=None):
         return []
     now = now or utcnow()
     lock_chain(conn, instance_id)
-    last = conn.execute(select(events.c.seq, events.c.hash).where(events.c.instance_id == instance_id)
-                        .order_by(events.c.seq.desc()).limit(1)).first()
+    last = conn.execute(_LAST, {"iid": instance_id}).first()
     seq, prev = (last.seq, last.hash) if last is not None else (0, None)
     rows = []
     for ev in new_events:
@@ -49,7 +54,7 @@ def append(conn, instance_id, new_events, now=None):
         }
         row["hash"] = prev = event_hash(row)
         rows.append(row)
-    conn.execute(events.insert(), rows)
+    conn.execute(_INSERT, rows)
     return rows
 
 
@@ -57,7 +62,7 @@ def lock_chain(conn, instance_id):
     """Take the instance row lock that serializes appends (PostgreSQL only:
     SQLite transactions that write already exclude each other)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
+        conn.execute(_LOCK, {"iid": instance_id})
 
 
 def history(conn, instance_id):
