@@ -80,6 +80,11 @@ _ACTIVE_USER = select(users).where(users.c.username == bindparam("username"), us
 _ROLES = select(user_roles.c.role).where(user_roles.c.user_id == bindparam("uid"))
 
 
+_EMAILS = (select(users.c.email).join(user_roles, user_roles.c.user_id == users.c.id)
+           .where(user_roles.c.role == bindparam("role"), users.c.active.is_(True), users.c.email.is_not(None)))
+_EMAILS_OF_DEPENDENCIA = _EMAILS.where(users.c.dependencia == bindparam("dependencia"))
+
+
 def get_user(conn, username):
     row = conn.execute(_ACTIVE_USER, {"username": username}).first()
     if row is None:
@@ -97,11 +102,11 @@ def authenticate(conn, username, password):
 
 def emails_for(conn, role, dependencia=None):
     """Addresses of active users holding `role` (of one dependencia if given)."""
-    q = (select(users.c.email).join(user_roles, user_roles.c.user_id == users.c.id)
-         .where(user_roles.c.role == role, users.c.active.is_(True), users.c.email.is_not(None)))
-    if dependencia is not None:
-        q = q.where(users.c.dependencia == dependencia)
-    return sorted(set(conn.execute(q).scalars()))
+    if dependencia is None:
+        rows = conn.execute(_EMAILS, {"role": role})
+    else:
+        rows = conn.execute(_EMAILS_OF_DEPENDENCIA, {"role": role, "dependencia": dependencia})
+    return sorted(set(rows.scalars()))
 
 
 def list_users(conn):

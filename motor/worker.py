@@ -38,6 +38,9 @@ _TAKE_JOB = (jobs.update().where(jobs.c.id == bindparam("job_id"), jobs.c.status
              .values(locked_by=bindparam("locked_by"), locked_until=bindparam("locked_until"), attempts=jobs.c.attempts + 1))
 _GET_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _DUE_TIMERS = select(instances.c.id).where(instances.c.status == RUNNING, instances.c.next_timer_at <= bindparam("now"))
+_DUE_MAIL = (select(outbox.c.id).where(outbox.c.status == "pendiente", outbox.c.next_attempt_at <= bindparam("now"),
+                                       or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("now")))
+             .order_by(outbox.c.id).limit(bindparam("limit")))
 
 
 class Worker:
@@ -54,7 +57,8 @@ class Worker:
         """Work until nothing is due; returns how many items were processed."""
         total = 0
         for _ in range(max_rounds):
-            done = self.run_jobs() + self.fire_timers() + self.deliver_mail()
+            jobs_due, timers_due, mail_due = self._due()
+            done = self.run_jobs(jobs_due) + self.fire_timers(timers_due) + self.deliver_mail(mail_due)
             total += done
             if done == 0:
                 break
@@ -71,10 +75,16 @@ class Worker:
                 stop.wait(poll_seconds)
 
     # -- service tasks ------------------------------------------------------
-    def run_jobs(self, limit=50):
-        now = utcnow()
+    def _due(self, limit=50):
+        """What is due now, read in one snapshot: (job id, topic) pairs,
+        instances with a timer due, and mails to send (when SMTP is set)."""
+        params = {"now": utcnow(), "limit": limit}
         with self.db.read() as conn:
-            due = conn.execute(_DUE_JOBS, {"now": now, "limit": limit}).all()
+            return (conn.execute(_DUE_JOBS, params).all(), list(conn.execute(_DUE_TIMERS, params).scalars()),
+                    list(conn.execute(_DUE_MAIL, params).scalars()) if self.config.smtp else [])
+
+    def run_jobs(self, due=None):
+        due = self._due()[0] if due is None else due
         return sum(1 for job_id, topic in due if self.run_job(job_id, topic))
 
     def run_job(self, job_id, topic=None):
@@ -178,10 +188,9 @@ class Worker:
                              "trace": traceback.format_exception_only(exc)[-1].strip()[:1000]}}], now)
 
     # -- timers -------------------------------------------------------------
-    def fire_timers(self):
+    def fire_timers(self, ids=None):
         now = utcnow()
-        with self.db.read() as conn:
-            ids = list(conn.execute(_DUE_TIMERS, {"now": now}).scalars())
+        ids = self._due()[1] if ids is None else ids
         fired = 0
         for iid in ids:
             try:
@@ -201,15 +210,11 @@ class Worker:
         return fired
 
     # -- mail ---------------------------------------------------------------
-    def deliver_mail(self, limit=50):
+    def deliver_mail(self, ids=None):
         settings = self.config.smtp
         if settings is None:
             return 0  # mails wait in the outbox until SMTP is configured
-        now = utcnow()
-        with self.db.read() as conn:
-            ids = list(conn.execute(select(outbox.c.id).where(
-                outbox.c.status == "pendiente", outbox.c.next_attempt_at <= now,
-                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now)).order_by(outbox.c.id).limit(limit)).scalars())
+        ids = self._due()[2] if ids is None else ids
         return sum(1 for mid in ids if self._deliver(settings, mid))
 
     def _deliver(self, settings, mail_id):

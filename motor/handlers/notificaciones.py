@@ -2,7 +2,7 @@
 transaction as the step; `motor work` delivers them over SMTP."""
 from string import Formatter
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..db import outbox
 from ..users import emails_for
@@ -42,6 +42,10 @@ TEMPLATES = {
 }
 
 
+_BY_KEY = select(outbox.c.id).where(outbox.c.dedupe_key == bindparam("key"))
+_INSERT = outbox.insert()
+
+
 class _Blank(dict):
     def __missing__(self, key):
         return "—"
@@ -63,14 +67,14 @@ def recipients(conn, template, dependencia):
 def queue_mail(ctx, name):
     """Write one mail to the outbox; a retried step finds it by its key."""
     key = f"{ctx.task_id}:{name}"
-    existing = ctx.conn.execute(select(outbox.c.id).where(outbox.c.dedupe_key == key)).first()
+    existing = ctx.conn.execute(_BY_KEY, {"key": key}).first()
     if existing is not None:
         ctx.record(correo=existing.id)
         return existing.id
     template = TEMPLATES[name]
     subject, body = render(template, ctx.data)
     to = recipients(ctx.conn, template, ctx.instance["dependencia"])
-    new_id = ctx.conn.execute(outbox.insert().values(
+    new_id = ctx.conn.execute(_INSERT, dict(
         instance_id=ctx.instance["id"], dedupe_key=key, message_id=f"<{ctx.task_id}.{name}@psdt05.motor>",
         to_addrs=", ".join(to), subject=subject, body=body,
         status="pendiente" if to else "sin_destinatarios", attempts=0,
