@@ -9,7 +9,6 @@ from motor.db import process_versions
 from motor.engine import SYSTEM
 from motor.errors import InvalidDiagram, NotAllowed
 
-from support import Driver
 
 P05 = (PROJECT_ROOT / "procesos" / "psdt05.bpmn").read_text(encoding="utf-8")
 P07 = (PROJECT_ROOT / "procesos" / "psdt07.bpmn").read_text(encoding="utf-8")

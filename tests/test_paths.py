@@ -8,7 +8,6 @@ from sqlalchemy import select
 from support import Driver
 
 from motor.db import no_conformidades, outbox, portal_catalog
-from motor.engine import SYSTEM
 
 
 def _outbox(engine):

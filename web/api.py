@@ -13,7 +13,7 @@ from flask_wtf.csrf import generate_csrf
 from motor.errors import InvalidData
 
 from .common import actor, motor, page_number
-from .tareas import ESTADOS, queue_args
+from .tareas import current_queue
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -36,10 +36,7 @@ def sesion():
 @bp.get("/tareas")
 @login_required
 def tareas():
-    proceso, estado, pagina = queue_args()
-    size = current_app.config["WEB_PAGE_SIZE"]
-    cola = motor().queue(actor(), process_id=proceso, claimed=ESTADOS[estado], limit=size,
-                         offset=(pagina - 1) * size, overdue_days=current_app.config["WEB_OVERDUE_DAYS"])
+    cola, _, _, pagina = current_queue()
     return jsonify(pagina=pagina, **cola)
 
 

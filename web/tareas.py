@@ -35,13 +35,20 @@ def queue_args():
     return proceso, estado, page_number()
 
 
-@bp.route("")
-@login_required
-def lista():
+def current_queue():
+    """The signed-in user's queue page for the filters in the query string
+    (shared by this page and the JSON API)."""
     proceso, estado, pagina = queue_args()
     size = current_app.config["WEB_PAGE_SIZE"]
     cola = motor().queue(actor(), process_id=proceso, claimed=ESTADOS[estado], limit=size,
                          offset=(pagina - 1) * size, overdue_days=current_app.config["WEB_OVERDUE_DAYS"])
+    return cola, proceso, estado, pagina
+
+
+@bp.route("")
+@login_required
+def lista():
+    cola, proceso, estado, pagina = current_queue()
     return render_template("tareas/lista.html", cola=cola, proceso=proceso, estado=estado, pagina=pagina)
 
 
