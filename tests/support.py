@@ -129,10 +129,22 @@ class Driver:
     # -- whole stretches of the procedure --------------------------------
     def through_publication(self, iid, nombre="Citas médicas en línea", ubicacion=None):
         """Activities 2 to 4 with a passing PSDT-07 check."""
-        ubicacion = ubicacion or self.portal.service_url("citas")
         self.complete(iid, "mesa", "Task_2_Registra", observaciones_mesa="Solicitud recibida")
         self.work(iid)
-        self.complete(iid, "ge", "Task_3_Publica", nombre_portal=nombre, ubicacion_portal=ubicacion)
+        self.publish(iid, nombre_portal=nombre, ubicacion_portal=ubicacion or self.portal.service_url("citas"),
+                     observaciones_publicacion="Publicado en la sección Salud")
+
+    def publish(self, iid, observaciones_publicacion=None, **form):
+        """Activities 3 (with the PSDT-07 check) and 4; `form` fills task 3."""
+        self.complete(iid, "ge", "Task_3_Publica", **form)
         self.work(iid)
-        self.complete(iid, "ge", "Task_4_Notifica", observaciones_publicacion="Publicado en la sección Salud")
+        notes = {} if observaciones_publicacion is None else {"observaciones_publicacion": observaciones_publicacion}
+        self.complete(iid, "ge", "Task_4_Notifica", **notes)
+        self.work(iid)
+
+    def close_satisfied(self, iid, who="sol", observaciones_cierre=None, **confirmation):
+        """Activities 5 (satisfied) and 6: the order is closed."""
+        self.complete(iid, who, "Task_5_1_Confirma", satisfecho=True, **confirmation)
+        notes = {} if observaciones_cierre is None else {"observaciones_cierre": observaciones_cierre}
+        self.complete(iid, "mesa", "Task_6_Documenta", **notes)
         self.work(iid)

@@ -116,12 +116,7 @@ def test_running_instances_keep_their_version_and_new_ones_start_on_the_latest(e
     assert names[old] == ("3. Realiza publicación de servicio electrónico", 1)
     assert names[new] == ("3. Publica el servicio (v2)", 2)
     for iid in (old, new):
-        driver.complete(iid, "ge", "Task_3_Publica")
-        driver.work(iid)
-        driver.complete(iid, "ge", "Task_4_Notifica")
-        driver.work(iid)
-        driver.complete(iid, "sol", "Task_5_1_Confirma", satisfecho=True)
-        driver.complete(iid, "mesa", "Task_6_Documenta")
-        driver.work(iid)
+        driver.publish(iid)
+        driver.close_satisfied(iid)
         assert driver.show(iid)["status"] == "completada"
     assert (driver.show(old)["version"], driver.show(new)["version"]) == (1, 2)

@@ -76,9 +76,7 @@ def test_saving_unchanged_files_in_the_modeler_creates_no_new_version(engine, pr
 
 def _happy(d, iid):
     d.through_publication(iid, nombre=d.nombre)
-    d.complete(iid, "sol", "Task_5_1_Confirma", satisfecho=True, comentarios_usuario="Funciona")
-    d.complete(iid, "mesa", "Task_6_Documenta", observaciones_cierre="Sin pendientes")
-    d.work(iid)
+    d.close_satisfied(iid, comentarios_usuario="Funciona", observaciones_cierre="Sin pendientes")
 
 
 def _rework_and_annex_1(d, iid):
@@ -96,13 +94,8 @@ def _rework_and_annex_1(d, iid):
     d.complete(iid, "mesa", "Task_7_Informa")
     d.work(iid)
     d.complete(iid, "ge", "Task_8_Corrige", correccion_realizada="Corregido")
-    d.complete(iid, "ge", "Task_3_Publica", nombre_portal=d.nombre, ubicacion_portal=d.portal.service_url("citas"))
-    d.work(iid)
-    d.complete(iid, "ge", "Task_4_Notifica")
-    d.work(iid)
-    d.complete(iid, "sol", "Task_5_1_Confirma", satisfecho=True)
-    d.complete(iid, "mesa", "Task_6_Documenta")
-    d.work(iid)
+    d.publish(iid, nombre_portal=d.nombre, ubicacion_portal=d.portal.service_url("citas"))
+    d.close_satisfied(iid)
 
 
 def _trail(d, iid):

@@ -25,9 +25,7 @@ def _types(history, *kinds):
 
 
 def _finish_satisfied(d, iid, who="sol"):
-    d.complete(iid, who, "Task_5_1_Confirma", satisfecho=True, comentarios_usuario="Funciona")
-    d.complete(iid, "mesa", "Task_6_Documenta", observaciones_cierre="Sin pendientes")
-    d.work(iid)
+    d.close_satisfied(iid, who, comentarios_usuario="Funciona", observaciones_cierre="Sin pendientes")
 
 
 def test_happy_path_closes_the_order_and_publishes_the_service(driver, engine):
